@@ -1,0 +1,415 @@
+"""Per-slot control groups: limits, accounting and the OOM flag, on cgroup v1 or v2.
+
+A sandbox owns one *instance* group (``codeexec-<pid>-<random>``, created under this
+process's own cgroup so the host's limits on us still apply) and one *slot* group per
+concurrent run inside it. A slot's group is made once and reused for every run in that
+slot: joining a cgroup can cost 8–16 ms after an idle period (the kernel waits for an
+RCU grace period), so processes are born inside it (forked by a server that joined once)
+instead of migrating into it per run.
+
+Per run, :meth:`Slot.begin` resets the peak counters and :meth:`Slot.end` reads CPU time
+(all processes of the run, including orphans), the memory peak, and whether the OOM
+killer struck. v1 uses cgroupspy's controllers; v2 uses the unified files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable
+
+import attrs
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CgroupUsage", "Cgroups", "Slot", "detect"]
+
+_PREFIX = "codeexec-"
+
+
+@attrs.frozen
+class CgroupUsage:
+    """What a slot measured over one run."""
+
+    cpu_time: float  # seconds, every process of the run
+    memory_peak: int  # bytes above the slot's baseline
+    oom_killed: bool  # the OOM killer killed a process of the run
+    memory_limit_hit: bool  # an allocation failed or had to reclaim at the limit
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    """(mount point, fs type, options) of every cgroup file system we can see."""
+    found = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 4 and parts[2] in ("cgroup", "cgroup2"):
+                found.append((parts[1], parts[2], set(parts[3].split(","))))
+    return found
+
+
+def _own_paths() -> dict[str, str]:
+    """Controller (or '' for v2) → this process's cgroup path, from /proc/self/cgroup."""
+    paths = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if not controllers:
+                paths[""] = path
+            for controller in controllers.split(","):
+                if controller:
+                    paths[controller] = path
+    return paths
+
+
+def _write(path: str, value: object) -> None:
+    with open(path, "w") as f:
+        f.write(str(value))
+
+
+def _read_int(path: str) -> int:
+    with open(path) as f:
+        return int(f.read().split()[0])
+
+
+def _read_keyed(path: str) -> dict[str, int]:
+    out = {}
+    with open(path) as f:
+        for line in f:
+            key, _, value = line.partition(" ")
+            if value.strip().lstrip("-").isdigit():
+                out[key] = int(value)
+    return out
+
+
+def _remove_tree(path: str) -> None:
+    """rmdir a cgroup directory and its children (deepest first); no files to delete."""
+    if not os.path.isdir(path):
+        return
+    for root, dirs, _ in os.walk(path, topdown=False):
+        for d in dirs:
+            _try_rmdir(os.path.join(root, d))
+    _try_rmdir(path)
+
+
+def _try_rmdir(path: str) -> None:
+    for attempt in range(50):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY: a dying process still holds it for a moment
+            if attempt == 49:
+                log.warning("could not remove cgroup %s", path)
+                return
+            time.sleep(0.01)
+
+
+def _sweep_stale(parent: str) -> None:
+    """Remove instance groups left by processes that died without closing."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(_PREFIX):
+            continue
+        pid = name[len(_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            _remove_tree(os.path.join(parent, name))
+
+
+class Slot:
+    """One reusable cgroup (one per controller on v1) that runs happen in."""
+
+    #: cgroup.procs files a process writes its pid into to join this slot.
+    procs_files: tuple[str, ...]
+
+    def set_limits(self, memory: int, pids: int) -> None:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        raise NotImplementedError
+
+    def cpu_time(self) -> float:
+        """Seconds of CPU used since :meth:`begin`, cheap enough to poll."""
+        raise NotImplementedError
+
+    def end(self) -> CgroupUsage:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+
+class Cgroups:
+    """An instance group; makes slots. Use :func:`detect` to get one."""
+
+    version: int
+
+    def slot(self, name: str) -> Slot:
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------- v1
+
+
+class _SlotV1(Slot):
+    def __init__(self, dirs: dict[str, str]) -> None:
+        from cgroupspy.controllers import CpuAcctController, MemoryController
+        from cgroupspy.nodes import Node
+
+        self._dirs = dirs
+        for d in dirs.values():
+            os.makedirs(d, exist_ok=True)
+        self.memory = MemoryController(Node(dirs["memory"].encode()))
+        self.cpuacct = CpuAcctController(Node(dirs["cpuacct"].encode()))
+        self._pids_max = os.path.join(dirs["pids"], "pids.max")
+        self._has_memsw = os.path.exists(os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes"))
+        self.procs_files = tuple(os.path.join(d, "cgroup.procs") for d in dirs.values())
+        self._limit: int | None = None
+        self._oom_before = 0
+        self._baseline = 0
+        try:
+            self.memory.swappiness = 0
+        except OSError:  # the root memory cgroup, or a kernel without it
+            pass
+
+    def set_limits(self, memory: int, pids: int) -> None:
+        # The slot's server process lives here too; its few pages are part of the
+        # baseline, so the run gets the whole limit on top of it.
+        limit = memory + self.memory.usage_in_bytes
+        if limit != self._limit:
+            # memsw must stay >= limit at every step, so the order depends on direction.
+            if self._has_memsw and self._limit is not None and limit > self._limit:
+                self.memory.memsw_limit_in_bytes = limit
+                self.memory.limit_in_bytes = limit
+            else:
+                self.memory.limit_in_bytes = limit
+                if self._has_memsw:
+                    self.memory.memsw_limit_in_bytes = limit
+            self._limit = limit
+        # +1: the slot's server process is counted too.
+        _write(self._pids_max, pids + 1)
+
+    def begin(self) -> None:
+        self.cpuacct.usage = 0
+        self.memory.max_usage_in_bytes = 0
+        self.memory.failcnt = 0
+        self._baseline = self.memory.usage_in_bytes
+        self._oom_before = self._oom_kills()
+
+    def cpu_time(self) -> float:
+        return self.cpuacct.usage / 1e9
+
+    def _oom_kills(self) -> int:
+        return _read_keyed(os.path.join(self._dirs["memory"], "memory.oom_control")).get(
+            "oom_kill", 0
+        )
+
+    def end(self) -> CgroupUsage:
+        peak = self.memory.max_usage_in_bytes
+        if self._has_memsw:
+            peak = max(peak, self.memory.memsw_max_usage_in_bytes)
+        return CgroupUsage(
+            cpu_time=self.cpu_time(),
+            memory_peak=max(0, peak - self._baseline),
+            oom_killed=self._oom_kills() > self._oom_before,
+            memory_limit_hit=self.memory.failcnt > 0,
+        )
+
+    def pids(self) -> list[int]:
+        return list(self.memory.procs)
+
+    def remove(self) -> None:
+        for d in self._dirs.values():
+            _try_rmdir(d)
+
+
+class _CgroupsV1(Cgroups):
+    version = 1
+    CONTROLLERS = ("memory", "pids", "cpuacct")
+
+    def __init__(self, mounts: dict[str, str]) -> None:
+        own = _own_paths()
+        name = f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+        self._dirs = {}
+        for controller in self.CONTROLLERS:
+            parent = os.path.join(mounts[controller], own.get(controller, "/").lstrip("/"))
+            _sweep_stale(parent)
+            self._dirs[controller] = os.path.join(parent, name)
+            os.mkdir(self._dirs[controller])
+        # Children inherit the parent's use_hierarchy; accounting must be hierarchical
+        # for limits to hold over nested groups a program cannot create anyway.
+        self._slots: list[Slot] = []
+
+    def slot(self, name: str) -> Slot:
+        slot = _SlotV1({c: os.path.join(d, name) for c, d in self._dirs.items()})
+        self._slots.append(slot)
+        return slot
+
+    def remove(self) -> None:
+        for slot in self._slots:
+            slot.remove()
+        for d in self._dirs.values():
+            _remove_tree(d)
+
+
+# ---------------------------------------------------------------------------- v2
+
+
+class _SlotV2(Slot):
+    def __init__(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+        self._path = path
+        self.procs_files = (os.path.join(path, "cgroup.procs"),)
+        self._peak_fd: int | None = None
+        self._cpu_before = 0
+        self._oom_before = 0
+        self._max_before = 0
+        self._baseline = 0
+        self._has_swap = os.path.exists(os.path.join(path, "memory.swap.max"))
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self._path, name)
+
+    def set_limits(self, memory: int, pids: int) -> None:
+        _write(self._file("memory.max"), memory + _read_int(self._file("memory.current")))
+        if self._has_swap:
+            _write(self._file("memory.swap.max"), 0)
+        _write(self._file("pids.max"), pids + 1)
+
+    def begin(self) -> None:
+        stat = _read_keyed(self._file("cpu.stat"))
+        self._cpu_before = stat.get("usage_usec", 0)
+        events = _read_keyed(self._file("memory.events"))
+        self._oom_before = events.get("oom_kill", 0)
+        self._max_before = events.get("max", 0)
+        self._baseline = _read_int(self._file("memory.current"))
+        # Since Linux 6.12 a write to memory.peak resets it for reads through that fd.
+        if self._peak_fd is None:
+            self._peak_fd = os.open(self._file("memory.peak"), os.O_RDWR | os.O_CLOEXEC)
+        try:
+            os.pwrite(self._peak_fd, b"reset\n", 0)
+            self._peak_resettable = True
+        except OSError:
+            self._peak_resettable = False
+
+    def cpu_time(self) -> float:
+        return (_read_keyed(self._file("cpu.stat")).get("usage_usec", 0) - self._cpu_before) / 1e6
+
+    def end(self) -> CgroupUsage:
+        events = _read_keyed(self._file("memory.events"))
+        assert self._peak_fd is not None
+        peak = int(os.pread(self._peak_fd, 64, 0).split()[0])
+        return CgroupUsage(
+            cpu_time=self.cpu_time(),
+            memory_peak=max(0, peak - self._baseline),
+            oom_killed=events.get("oom_kill", 0) > self._oom_before,
+            memory_limit_hit=events.get("max", 0) > self._max_before,
+        )
+
+    def pids(self) -> list[int]:
+        with open(self._file("cgroup.procs")) as f:
+            return [int(line) for line in f if line.strip()]
+
+    def remove(self) -> None:
+        if self._peak_fd is not None:
+            os.close(self._peak_fd)
+            self._peak_fd = None
+        _try_rmdir(self._path)
+
+
+class _CgroupsV2(Cgroups):
+    version = 2
+
+    def __init__(self, mount: str) -> None:
+        own = _own_paths().get("", "/")
+        parent = os.path.join(mount, own.lstrip("/"))
+        _sweep_stale(parent)
+        self._dir = os.path.join(parent, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
+        os.mkdir(self._dir)
+        try:
+            _write(os.path.join(self._dir, "cgroup.subtree_control"), "+memory +pids +cpu")
+        except OSError:
+            _remove_tree(self._dir)
+            raise
+        self._slots: list[Slot] = []
+
+    def slot(self, name: str) -> Slot:
+        slot = _SlotV2(os.path.join(self._dir, name))
+        self._slots.append(slot)
+        return slot
+
+    def remove(self) -> None:
+        for slot in self._slots:
+            slot.remove()
+        _remove_tree(self._dir)
+
+
+def _v2_controllers(mount: str) -> set[str]:
+    own = _own_paths().get("", "/")
+    try:
+        with open(os.path.join(mount, own.lstrip("/"), "cgroup.controllers")) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+def detect() -> tuple[Cgroups | None, str]:
+    """Make an instance group on whichever hierarchy has the controllers we need.
+
+    Returns ``(cgroups, "")`` or ``(None, reason)``; never raises.
+    """
+    try:
+        mounts = _mounts()
+    except OSError as exc:
+        return None, f"cannot read /proc/self/mounts: {exc}"
+    v1: dict[str, str] = {}
+    v2_mount = None
+    for mountpoint, fstype, options in mounts:
+        if fstype == "cgroup2":
+            v2_mount = v2_mount or mountpoint
+        else:
+            for controller in _CgroupsV1.CONTROLLERS:
+                if controller in options:
+                    v1.setdefault(controller, mountpoint)
+    reasons = []
+    if all(c in v1 for c in _CgroupsV1.CONTROLLERS):
+        try:
+            return _CgroupsV1(v1), ""
+        except OSError as exc:
+            reasons.append(f"cgroup v1: {exc}")
+    elif v1:
+        missing = [c for c in _CgroupsV1.CONTROLLERS if c not in v1]
+        reasons.append(f"cgroup v1 lacks the {', '.join(missing)} controller(s)")
+    if v2_mount is not None:
+        have = _v2_controllers(v2_mount)
+        if {"memory", "pids", "cpu"} <= have:
+            try:
+                return _CgroupsV2(v2_mount), ""
+            except OSError as exc:
+                reasons.append(f"cgroup v2 at {v2_mount}: {exc}")
+        else:
+            reasons.append(
+                f"cgroup v2 at {v2_mount} offers {sorted(have) or 'no'} controllers,"
+                " needs memory, pids and cpu"
+            )
+    if not reasons:
+        reasons.append("no cgroup file system is mounted")
+    return None, "; ".join(reasons)
+
+
+def join(procs_files: Iterable[str], pid: int = 0) -> None:
+    """Move ``pid`` (0: the caller) into every group given by its cgroup.procs file."""
+    for path in procs_files:
+        _write(path, pid or os.getpid())

@@ -1,0 +1,455 @@
+"""The slot server of the process sandbox. Runs as its own process; stdlib + prctl only.
+
+Started once per slot by :mod:`codeexec.backends.process` as
+``python -E -s -P -B _forkserver.py CONFIG_JSON``, its control socket's fd in the config. Doing the
+expensive work once per slot, not once per run, is what keeps a run's overhead small:
+
+- it joins the slot's cgroup once, so every run is *born* inside it (no per-run
+  migration, which can cost 8–16 ms);
+- in isolated mode it unshares mount, pid, net, uts, ipc and cgroup namespaces once and
+  becomes pid 1 of its pid namespace: at the end of a run ``kill(-1, SIGKILL)`` removes
+  every process the run left behind in one call, and it reaps them all;
+- it remounts the whole host file system read-only in its mount namespace and gives each
+  run fresh tmpfs mounts on /tmp (holding the work dir), /var/tmp and /dev/shm.
+
+Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
+
+    server → host  {"op": "hello", "pid": <host pid of the server>, "warnings": [...]}
+    server → host  {"op": "ready"}                         after setup and each reset
+    host → server  {"op": "run", argv, env, cwd, rlimits, network, uid, gid} + [stdin, stdout, stderr]
+    server → host  {"op": "started"}  or  {"op": "exited", "spawn_error": "..."}
+    host → server  {"op": "kill"}                          (during a run, any number)
+    server → host  {"op": "exited", status, wall_time, utime, stime, maxrss}
+    host → server  {"op": "reset"}                         wipe scratch; answered by "ready"
+
+The server exits when the host closes the socket (the host process died or closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import sys
+import time
+
+import prctl
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
+
+_MOUNT_OPTION_FLAGS = {
+    "nosuid": MS_NOSUID,
+    "nodev": MS_NODEV,
+    "noexec": MS_NOEXEC,
+    "noatime": MS_NOATIME,
+    "nodiratime": MS_NODIRATIME,
+    "relatime": MS_RELATIME,
+    "strictatime": MS_STRICTATIME,
+}
+SCRATCH_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+MAX_MSG = 1 << 20
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = lambda s: None if s is None else s.encode()  # noqa: E731
+    _check(
+        _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {target}",
+    )
+
+
+def umount(target: str) -> None:
+    _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+
+
+def send(sock: socket.socket, msg: dict, fds: list[int] | None = None) -> None:
+    data = json.dumps(msg).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
+    data, fds, _, _ = socket.recv_fds(sock, MAX_MSG, 8)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(data), fds
+
+
+def _unescape(path: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return path.encode().decode("unicode_escape") if "\\" in path else path
+
+
+def remount_host_read_only() -> list[str]:
+    """Make every mount in this (private) mount namespace read-only; returns warnings."""
+    warnings = []
+    with open("/proc/self/mountinfo") as f:
+        entries = [line.split() for line in f]
+    for fields in entries:
+        target, options = _unescape(fields[4]), fields[5].split(",")
+        if "ro" in options:
+            continue
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY
+        for option in options:
+            flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
+        try:
+            mount(None, target, None, flags)
+        except OSError as exc:
+            # Over-mounted or vanished mount points cannot be reached; what is
+            # reachable is what the program could write to.
+            warnings.append(str(exc))
+    return warnings
+
+
+class Server:
+    def __init__(self, sock: socket.socket, config: dict, host_net: int | None) -> None:
+        self.sock = sock
+        self.isolated = config["isolated"]
+        self.uid = config.get("uid")
+        self.gid = config.get("gid")
+        self.workdir = config["workdir"]
+        self.scratch_size = int(config["scratch_size"])
+        self.host_net = host_net
+        self.mounted: set[str] = set()
+        self.spare: tuple[int, socket.socket, int] | None = None
+        self.prefork_network = False
+
+    # ----------------------------------------------------------------- scratch
+
+    def mount_scratch(self) -> None:
+        """Private tmpfs mounts for /tmp (which holds the work dir), /var/tmp, /dev/shm."""
+        opts = f"size={self.scratch_size},mode=1777"
+        for target in SCRATCH_MOUNTS:
+            if os.path.isdir(target):
+                mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+                self.mounted.add(target)
+
+    def reset(self) -> None:
+        """Give the next run an empty work dir, empty scratch mounts and IPC namespace.
+
+        Emptying the tmpfs mounts, not remounting them: an umount waits for an RCU
+        grace period (milliseconds), deleting a handful of files takes microseconds.
+        """
+        if self.isolated:
+            for target in self.mounted:
+                _empty_dir(target)
+            # SysV and POSIX IPC objects of the last run go with its namespace.
+            unshare(CLONE_NEWIPC)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        if self.uid is not None:
+            os.chown(self.workdir, self.uid, self.gid)
+        if self.spare is None:
+            self.prefork()
+
+    # ----------------------------------------------------------------- runs
+
+    def serve(self) -> None:
+        if self.isolated:
+            self.mount_scratch()
+        self.reset()
+        send(self.sock, {"op": "ready"})
+        while True:
+            msg, fds = recv(self.sock)
+            if msg is None:
+                return
+            op = msg.get("op")
+            if op == "run":
+                self.run(msg, fds)
+            elif op == "reset":
+                self.reset()
+                send(self.sock, {"op": "ready"})
+            else:
+                for fd in fds:
+                    os.close(fd)
+
+    def prefork(self) -> None:
+        """Fork the next run's process now, off the critical path of that run.
+
+        The spare drops its privileges at once and waits for its command; a run
+        then costs one message and an exec instead of a fork of this server.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        gc.freeze()  # keep GC bookkeeping out of the pages the child will share
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            self.child(theirs, err_w)  # never returns
+        theirs.close()
+        os.close(err_w)
+        self.spare = (pid, ours, err_r)
+
+    def run(self, msg: dict, fds: list[int]) -> None:
+        if msg.get("network") and self.isolated:
+            # Joining the host's network namespace needs privileges the spare has
+            # already dropped: this run gets a process of its own.
+            self.kill_spare()
+            self.prefork_network = True
+            self.prefork()
+            self.prefork_network = False
+        elif self.spare is None:
+            self.prefork()
+        assert self.spare is not None
+        pid, ours, err_r = self.spare
+        self.spare = None
+        started = time.monotonic()
+        send(ours, msg, fds)
+        ours.close()
+        for fd in fds:
+            os.close(fd)
+        error = b""
+        while chunk := os.read(err_r, 4096):  # EOF when exec succeeds (close-on-exec)
+            error += chunk
+        os.close(err_r)
+        spawned = time.monotonic()
+        if error:
+            os.waitpid(pid, 0)
+            self.kill_all()
+            send(self.sock, {"op": "exited", "spawn_error": error.decode(errors="replace")})
+            return
+        send(self.sock, {"op": "started"})
+        pidfd = os.pidfd_open(pid)
+        try:
+            poller = select.poll()
+            poller.register(pidfd, select.POLLIN)
+            poller.register(self.sock, select.POLLIN)
+            done = False
+            while not done:
+                for fd, _ in poller.poll():
+                    if fd == pidfd:
+                        done = True
+                    else:
+                        ctl, extra = recv(self.sock)
+                        for x in extra:
+                            os.close(x)
+                        if ctl is None:  # host gone: take the run down with us
+                            self.kill_all()
+                            sys.exit(0)
+                        if ctl.get("op") == "kill":
+                            self.kill_all(main=pid)
+        finally:
+            os.close(pidfd)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.monotonic() - started
+        # The run ends with its main process: whatever it left behind goes now.
+        self.kill_all()
+        send(
+            self.sock,
+            {
+                "op": "exited",
+                "status": status,
+                "wall_time": wall,
+                "spawn_time": spawned - started,
+                "utime": usage.ru_utime,
+                "stime": usage.ru_stime,
+                "maxrss": usage.ru_maxrss * 1024,
+            },
+        )
+
+    def kill_all(self, main: int | None = None) -> None:
+        """Kill and reap every process of the run."""
+        if self.isolated:
+            # As pid 1 of our namespace, kill(-1) reaches every other process in it
+            # and none outside; a process forking concurrently cannot slip past it.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+        else:
+            # Without a pid namespace: the run's session, then every descendant,
+            # found through /proc (orphans re-parent to us: we are a subreaper).
+            if main is not None:
+                with contextlib.suppress(OSError):
+                    os.killpg(main, signal.SIGKILL)
+            for _ in range(100):
+                descendants = _descendants(os.getpid())
+                if not descendants:
+                    break
+                for p in descendants:
+                    with contextlib.suppress(OSError):
+                        os.kill(p, signal.SIGKILL)
+                _reap(block=False)
+                time.sleep(0.001)
+        if main is None:
+            _reap(block=True)
+
+    def kill_spare(self) -> None:
+        if self.spare is not None:
+            pid, ours, err_r = self.spare
+            self.spare = None
+            ours.close()  # the spare exits on EOF
+            os.close(err_r)
+            os.waitpid(pid, 0)
+
+    def child(self, control: socket.socket, err_w: int) -> None:
+        """The spare: drop privileges, wait for a command, then exec it."""
+        gc.disable()  # a collection would touch (and copy) every page of the heap
+        try:
+            if self.prefork_network and self.host_net is not None:
+                setns(self.host_net, CLONE_NEWNET)
+            # Raising needs no privilege: within the slot's cgroup, the OOM killer
+            # must pick the run's processes, never the server.
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            os.write(fd, b"1000")
+            os.close(fd)
+            os.setsid()
+            if self.uid is not None:
+                prctl.capbset.limit()  # empty bounding set: no capability ever again
+                os.setgroups([])
+                os.setresgid(self.gid, self.gid, self.gid)
+                os.setresuid(self.uid, self.uid, self.uid)
+            # After the uid change: changing credentials clears the death signal.
+            prctl.set_pdeathsig(signal.SIGKILL)
+            prctl.set_no_new_privs(True)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            msg, fds = recv(control)
+            if msg is None:
+                os._exit(0)
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            for res, soft, hard in msg["rlimits"]:
+                # Lowering needs no privilege; raising a hard limit would.
+                _, cur = resource.getrlimit(res)
+                if cur != resource.RLIM_INFINITY:
+                    soft, hard = min(soft, cur), min(hard, cur)
+                resource.setrlimit(res, (soft, hard))
+            os.chdir(msg["cwd"])
+            os.closerange(3, err_w)
+            os.closerange(err_w + 1, 1 << 16)
+            os.execve(msg["argv"][0], msg["argv"], msg["env"])
+        except BaseException as exc:  # noqa: BLE001 - report anything, then die
+            with contextlib.suppress(OSError):
+                os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
+        os._exit(127)
+
+
+def _empty_dir(path: str) -> None:
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, stack = [], [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                continue
+            out.extend(kids)
+            stack.extend(kids)
+    return out
+
+
+def _reap(block: bool) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    sock = socket.socket(fileno=config["fd"])
+    # Ignore terminal signals a shell might send the whole process group.
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    root = os.geteuid() == 0
+    for path in config.get("cgroup_procs", ()):
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    if root:
+        # Best effort (needs CAP_SYS_RESOURCE); runs raise their own score anyway.
+        with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+            f.write("-1000")
+    if not config["isolated"]:
+        prctl.set_child_subreaper(True)
+        send(sock, {"op": "hello", "pid": os.getpid(), "warnings": []})
+        Server(sock, config, None).serve()
+        return
+    host_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
+    pid = os.fork()
+    if pid:
+        # We stay outside the new pid namespace only to tell the host the server's
+        # pid, then wait for it. If we die, it dies (pdeathsig), and so does the ns.
+        send(sock, {"op": "hello", "pid": pid, "warnings": []})
+        sock.close()
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    prctl.set_pdeathsig(signal.SIGKILL)
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    warnings = remount_host_read_only()
+    # A proc of our own pid namespace: the run sees its own processes only, and
+    # hidepid keeps even the server (pid 1, root) out of sight.
+    try:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
+    except OSError:
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    socket.sethostname("codeexec")
+    if warnings:
+        send(sock, {"op": "warnings", "warnings": warnings})
+    Server(sock, config, host_net).serve()
+
+
+if __name__ == "__main__":
+    main()

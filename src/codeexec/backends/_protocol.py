@@ -1,0 +1,135 @@
+"""The narrow contract between codeexec and a sandbox.
+
+A sandbox takes a :class:`RunRequest` (a command, files to place in an empty work
+directory, stdin, limits) and returns a :class:`RunOutcome` (what it *measured*). It
+does not judge: the runner turns measurements into verdicts, the same way for every
+backend. A third party's sandbox implements :class:`Sandbox` and registers its class in
+the entry-point group ``codeexec.sandboxes``; the conformance suite in
+:mod:`codeexec.testing` tells whether it keeps the promises below.
+
+Every run must: enforce and report CPU time, wall time, memory (a cgroup, not only
+RLIMIT_AS), pids, output and file size; leave the program without network unless
+``limits.network``; keep the host file system unwritable and host secrets unreadable,
+with a scrubbed environment; keep the program from signalling or seeing processes
+outside its run; leave no process and no scratch file behind when it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+import attrs
+
+from .._model import File, Limits
+
+__all__ = ["Capability", "RunOutcome", "RunRequest", "Sandbox"]
+
+
+class Capability:
+    """Names of the protections and features a sandbox may declare.
+
+    Isolation guarantees are not optional for a production backend; a backend that
+    cannot give one on this host says so in ``Sandbox.missing`` with the reason.
+    """
+
+    MEMORY_CGROUP = "memory_cgroup"  # memory limit and peak over all processes (cgroup)
+    CPU_ACCOUNTING = "cpu_accounting"  # CPU time over all processes, orphans included
+    PIDS_LIMIT = "pids_limit"  # processes+threads capped for the whole run
+    PID_NAMESPACE = "pid_namespace"  # cannot see or signal processes outside the run
+    NETWORK_ISOLATION = "network_isolation"  # no network unless limits.network
+    READONLY_HOST = "readonly_host"  # host file system is not writable
+    UID_ISOLATION = "uid_isolation"  # unprivileged uid, distinct per concurrent run
+    KILL_ALL = "kill_all"  # every process of a run is gone when it ends
+    NETWORK_OPTIONAL = "network_optional"  # limits.network=True gives real network
+    SECCOMP = "seccomp"  # dangerous system calls are refused
+
+    ISOLATION = frozenset(
+        {
+            MEMORY_CGROUP,
+            CPU_ACCOUNTING,
+            PIDS_LIMIT,
+            PID_NAMESPACE,
+            NETWORK_ISOLATION,
+            READONLY_HOST,
+            UID_ISOLATION,
+            KILL_ALL,
+        }
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RunRequest:
+    """One program run: ``argv`` executed in a fresh work directory holding ``files``.
+
+    ``argv[0]`` is an absolute path or a name found on the sandbox's PATH (``env``).
+    ``collect`` names files (glob patterns, relative to the work dir) to bring back,
+    for example a compiled binary. ``toolchain`` lists host directories the program
+    needs to read (a backend that builds its own root file system mounts them).
+    """
+
+    argv: tuple[str, ...] = attrs.field(converter=tuple)
+    files: tuple[File, ...] = attrs.field(default=(), converter=tuple)
+    stdin: bytes = b""
+    env: Mapping[str, str] = attrs.field(factory=dict)
+    limits: Limits = attrs.field(factory=Limits)
+    collect: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    toolchain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+
+@attrs.frozen(kw_only=True)
+class RunOutcome:
+    """What the sandbox measured. ``killed_for`` says which limit made it kill the run."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    cpu_time: float = 0.0
+    wall_time: float = 0.0
+    memory_peak: int = 0
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    oom_killed: bool = False
+    memory_limit_hit: bool = False
+    #: "cpu", "wall", "output" or None
+    killed_for: str | None = None
+    collected: Mapping[str, bytes] = attrs.field(factory=dict)
+    #: The sandbox failed to run the program at all (becomes internal_error).
+    error: str | None = None
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """What codeexec needs of a sandbox backend."""
+
+    #: The short name, also the entry-point name: "process", "nsjail", "docker".
+    name: str
+
+    @property
+    def version(self) -> str:
+        """Identity of the backend and its configuration, part of the fingerprint."""
+        ...
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """The :class:`Capability` names this sandbox provides on this host."""
+        ...
+
+    @property
+    def missing(self) -> Mapping[str, str]:
+        """Capability name → why this host cannot provide it."""
+        ...
+
+    @property
+    def concurrency(self) -> int:
+        """How many runs it executes at once (more callers wait)."""
+        ...
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        """Execute one program and measure it. Thread-safe."""
+        ...
+
+    def close(self) -> None:
+        """Stop every process and remove every resource the sandbox made."""
+        ...

@@ -1,0 +1,567 @@
+"""The process sandbox: fork/exec under namespaces, a cgroup, rlimits and a spare uid.
+
+The embedded default: it needs nothing but Linux and, for full isolation, root.
+Each concurrent *slot* has a long-lived server process (:mod:`._forkserver`) that
+joined the slot's cgroup and created the slot's namespaces once; a run is one fork of
+that server. The host side here writes the work files, passes stdin/stdout/stderr to
+the server, reads output while the program runs (capping it as it reads, so a flood
+never deadlocks), enforces wall and CPU time, and turns the server's and the cgroup's
+numbers into a :class:`~codeexec.backends.RunOutcome`.
+
+What it gives depends on the host, and it says so (``capabilities`` / ``missing``):
+
+- as root with cgroups: everything in :attr:`Capability.ISOLATION`;
+- as root without usable cgroups: namespaces and uids, but memory is capped with
+  RLIMIT_AS per process and CPU time is counted per process;
+- not root: rlimits, a subreaper that kills descendants, nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fnmatch
+import json
+import logging
+import math
+import os
+import queue
+import resource
+import selectors
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+
+from .._errors import SandboxError, SandboxUnavailableError
+from .._model import cpu_count
+from .._units import parse_size
+from . import _cgroups
+from ._forkserver import MAX_MSG, recv, send
+from ._protocol import Capability, RunOutcome, RunRequest
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ProcessSandbox"]
+
+_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
+_READ_CHUNK = 1 << 16
+#: Uids used for runs: slot N runs as uid_base + N. Pick a range no real user has.
+DEFAULT_UID_BASE = 61_000
+#: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
+_DRAIN_TIMEOUT = 2.0
+
+
+class _Slot:
+    """Host-side handle of one slot: its server, socket, cgroup and uid."""
+
+    def __init__(self, index: int, sandbox: ProcessSandbox) -> None:
+        self.index = index
+        self.sandbox = sandbox
+        self.uid = sandbox._uid_base + index if sandbox._root else None
+        self.cgroup = sandbox._cgroups.slot(f"slot-{index}") if sandbox._cgroups else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
+        self.pid = 0
+        self.ready = False
+        self.host_workdir = ""
+        self.workdir = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        sb = self.sandbox
+        isolated = sb._isolated
+        if isolated:
+            self.workdir = "/tmp/work"
+        else:
+            self.workdir = os.path.join(sb._plain_root, f"slot-{self.index}", "work")
+        host, server = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = {
+            "isolated": isolated,
+            "uid": self.uid,
+            "gid": self.uid,
+            "workdir": self.workdir,
+            "scratch_size": sb._scratch_size,
+            "cgroup_procs": list(self.cgroup.procs_files) if self.cgroup else [],
+            "fd": server.fileno(),
+        }
+        try:
+            self.proc = subprocess.Popen(
+                # -E -s -P: no environment, user site or script dir leaks into the
+                # server's imports (it needs the stdlib and python-prctl only).
+                [sys.executable, "-E", "-s", "-P", "-B", _SERVER, json.dumps(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(server.fileno(),),
+                cwd="/",
+                env={"PATH": "/usr/bin:/bin"},
+                start_new_session=True,
+            )
+        finally:
+            server.close()
+        self.sock = host
+        msg = self._expect("hello")
+        self.pid = msg["pid"]
+        self.host_workdir = f"/proc/{self.pid}/root{self.workdir}" if isolated else self.workdir
+        self.ready = False
+        self.wait_ready()
+
+    def _expect(self, op: str) -> dict:
+        while True:
+            msg = self._recv()
+            if msg.get("op") == "warnings":
+                for warning in msg["warnings"]:
+                    log.debug("slot %d: %s", self.index, warning)
+                continue
+            if msg.get("op") != op:
+                raise SandboxError(f"process sandbox server: expected {op!r}, got {msg!r}")
+            return msg
+
+    def _recv(self) -> dict:
+        assert self.sock is not None
+        msg, fds = recv(self.sock)
+        for fd in fds:
+            os.close(fd)
+        if msg is None:
+            raise SandboxError(f"process sandbox server of slot {self.index} died: {self._stderr()}")
+        return msg
+
+    def _stderr(self) -> str:
+        if self.proc is None or self.proc.stderr is None:
+            return ""
+        with contextlib.suppress(Exception):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=2)
+            return err.decode(errors="replace").strip()[-2000:]
+        return ""
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            self._expect("ready")
+            self.ready = True
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stderr:
+                self.proc.stderr.close()
+            self.proc = None
+        self.ready = False
+
+    # ------------------------------------------------------------------ one run
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        if not self.alive():
+            self.stop()
+            self.start()
+        self.wait_ready()
+        self.ready = False
+        try:
+            self._write_files(request)
+        except OSError as exc:
+            self._reset()
+            return RunOutcome(error=f"could not write the work files: {exc}")
+        try:
+            return self._execute(request)
+        finally:
+            if self.sock is not None:
+                with contextlib.suppress(OSError):
+                    send(self.sock, {"op": "reset"})
+
+    def _reset(self) -> None:
+        assert self.sock is not None
+        send(self.sock, {"op": "reset"})
+
+    def _write_files(self, request: RunRequest) -> None:
+        base = self.host_workdir
+        for file in request.files:
+            path = os.path.join(base, file.path)
+            parent = os.path.dirname(path)
+            if parent != base:
+                os.makedirs(parent, exist_ok=True)
+                if self.uid is not None:
+                    _chown_dirs(base, parent, self.uid)
+            mode = 0o755 if file.executable else 0o644
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            try:
+                view = memoryview(file.content)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+
+    def _rlimits(self, request: RunRequest) -> list[tuple[int, int, int]]:
+        limits = request.limits
+        # RLIMIT_CPU is whole seconds and per process: only a backstop behind the
+        # cgroup's precise, all-process accounting polled below.
+        cpu = math.ceil(limits.cpu_time) + 1
+        stack = min(limits.memory, 256 * 1024 * 1024)
+        out = [
+            (resource.RLIMIT_CPU, cpu, cpu),
+            (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
+            (resource.RLIMIT_CORE, 0, 0),
+            (resource.RLIMIT_STACK, stack, stack),
+            (resource.RLIMIT_NOFILE, 1024, 1024),
+            (resource.RLIMIT_MEMLOCK, 0, 0),
+            (resource.RLIMIT_MSGQUEUE, 0, 0),
+        ]
+        if self.uid is not None:
+            # The uid is this slot's alone, so this counts only this run's tasks.
+            out.append((resource.RLIMIT_NPROC, limits.pids, limits.pids))
+        if self.cgroup is None:
+            # No cgroup: the per-process address-space cap is all there is.
+            out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
+        return out
+
+    def _execute(self, request: RunRequest) -> RunOutcome:
+        limits = request.limits
+        assert self.sock is not None
+        stdin = os.memfd_create("stdin", os.MFD_CLOEXEC)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            _write_all(stdin, request.stdin)
+            os.lseek(stdin, 0, os.SEEK_SET)
+            if self.cgroup is not None:
+                self.cgroup.set_limits(limits.memory, limits.pids)
+                self.cgroup.begin()
+            msg = {
+                "op": "run",
+                "argv": list(request.argv),
+                "env": dict(request.env),
+                "cwd": self.workdir,
+                "rlimits": self._rlimits(request),
+                "network": limits.network,
+            }
+            send(self.sock, msg, [stdin, out_w, err_w])
+        finally:
+            for fd in (stdin, out_w, err_w):
+                os.close(fd)
+        try:
+            return self._supervise(request, out_r, err_r)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+
+    def _supervise(self, request: RunRequest, out_r: int, err_r: int) -> RunOutcome:
+        limits = request.limits
+        assert self.sock is not None
+        sel = selectors.DefaultSelector()
+        sel.register(out_r, selectors.EVENT_READ, "stdout")
+        sel.register(err_r, selectors.EVENT_READ, "stderr")
+        sel.register(self.sock, selectors.EVENT_READ, "control")
+        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        truncated = {"stdout": False, "stderr": False}
+        kept = 0
+        killed_for: str | None = None
+        exited: dict | None = None
+        start = time.monotonic()
+        wall_deadline = start + limits.effective_wall_time
+        next_cpu_check = start + min(limits.cpu_time, 0.05)
+        drain_deadline = math.inf
+        open_pipes = 2
+        ncpu = cpu_count()
+
+        def kill(reason: str) -> None:
+            nonlocal killed_for
+            if killed_for is None:
+                killed_for = reason
+            if exited is None:
+                with contextlib.suppress(OSError):
+                    send(self.sock, {"op": "kill"})  # type: ignore[arg-type]
+
+        try:
+            while exited is None or open_pipes:
+                now = time.monotonic()
+                if exited is None:
+                    if now >= wall_deadline and killed_for is None:
+                        kill("wall")
+                    if self.cgroup is not None and now >= next_cpu_check and killed_for is None:
+                        used = self.cgroup.cpu_time()
+                        if used > limits.cpu_time:
+                            kill("cpu")
+                        # CPU time grows at most ncpu seconds per second of wall time.
+                        next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
+                    timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
+                    if killed_for is not None:
+                        timeout = 0.05
+                else:
+                    if now >= drain_deadline:
+                        log.warning("slot %d: output pipes still open after the run", self.index)
+                        break
+                    timeout = drain_deadline - now
+                for key, _ in sel.select(timeout):
+                    name = key.data
+                    if name == "control":
+                        msg = self._recv()
+                        if msg.get("op") == "exited":
+                            exited = msg
+                            sel.unregister(self.sock)
+                            drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
+                        continue
+                    data = os.read(key.fd, _READ_CHUNK)
+                    if not data:
+                        sel.unregister(key.fd)
+                        open_pipes -= 1
+                        continue
+                    room = limits.output - kept
+                    if len(data) > room:
+                        data = data[: max(room, 0)]
+                        truncated[name] = True
+                        kill("output")
+                    kept += len(data)
+                    if data:
+                        chunks[name].append(data)
+        except SandboxError:
+            self.stop()
+            raise
+        finally:
+            sel.close()
+        assert exited is not None
+        stdout, stderr = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
+        if "spawn_error" in exited:
+            return RunOutcome(error=f"could not start {request.argv[0]}: {exited['spawn_error']}")
+        status = exited["status"]
+        usage = self.cgroup.end() if self.cgroup is not None else None
+        collected = self._collect(request.collect) if request.collect else {}
+        cpu_time = usage.cpu_time if usage else exited["utime"] + exited["stime"]
+        return RunOutcome(
+            exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            cpu_time=cpu_time,
+            wall_time=exited["wall_time"],
+            memory_peak=usage.memory_peak if usage else exited["maxrss"],
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=truncated["stdout"],
+            stderr_truncated=truncated["stderr"],
+            oom_killed=usage.oom_killed if usage else False,
+            memory_limit_hit=usage.memory_limit_hit if usage else False,
+            killed_for=killed_for or ("cpu" if cpu_time > limits.cpu_time else None),
+            collected=collected,
+        )
+
+    def _collect(self, patterns: tuple[str, ...]) -> dict[str, bytes]:
+        base = self.host_workdir
+        found: dict[str, bytes] = {}
+        for root, _, files in os.walk(base):
+            for name in files:
+                full = os.path.join(root, name)
+                rel = os.path.relpath(full, base)
+                if any(fnmatch.fnmatch(rel, p) for p in patterns) and not os.path.islink(full):
+                    # O_NOFOLLOW: a program may have swapped the file for a link.
+                    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                    with os.fdopen(fd, "rb") as f:
+                        found[rel] = f.read()
+        return found
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _chown_dirs(base: str, parent: str, uid: int) -> None:
+    rel = os.path.relpath(parent, base)
+    path = base
+    for part in rel.split(os.sep):
+        path = os.path.join(path, part)
+        os.chown(path, uid, uid)
+
+
+def _probe_namespaces() -> str:
+    """Return '' when this process may create the namespaces the server needs."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        return f"fork failed: {exc}"
+    if pid == 0:
+        code = 1
+        try:
+            from ._forkserver import (
+                CLONE_NEWIPC,
+                CLONE_NEWNET,
+                CLONE_NEWNS,
+                CLONE_NEWPID,
+                CLONE_NEWUTS,
+                unshare,
+            )
+
+            unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return "" if os.waitstatus_to_exitcode(status) == 0 else "unshare of namespaces was refused"
+
+
+class ProcessSandbox:
+    """Runs programs as forks of per-slot servers, isolated as far as the host allows.
+
+    :param slots: runs at once (default: one per core). More callers wait for a slot.
+    :param uid_base: slot N runs as uid/gid ``uid_base + N`` (root only).
+    :param scratch_size: size of each run's tmpfs /tmp (which holds the work dir),
+        /var/tmp and /dev/shm; also counted against the run's memory limit.
+    :param isolate: force (True) or forbid (False) namespaces; default: when root.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        *,
+        slots: int | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
+        scratch_size: int | str = "256M",
+        isolate: bool | None = None,
+    ) -> None:
+        self._slots_wanted = slots or cpu_count()
+        if self._slots_wanted < 1:
+            raise ValueError("slots must be at least 1")
+        self._uid_base = uid_base
+        self._scratch_size = parse_size(scratch_size, what="scratch_size")
+        self._root = os.geteuid() == 0
+        self._missing: dict[str, str] = {}
+        if not sys.platform.startswith("linux"):
+            raise SandboxUnavailableError("process", "needs Linux")
+        try:
+            import prctl  # noqa: F401
+        except ImportError as exc:
+            raise SandboxUnavailableError(
+                "process", f"python-prctl is not importable ({exc}); pip install python-prctl"
+            ) from exc
+        if isolate is None:
+            isolate = self._root
+        self._isolated = bool(isolate)
+        if self._isolated:
+            if not self._root:
+                raise SandboxUnavailableError("process", "isolate=True needs root")
+            reason = _probe_namespaces()
+            if reason:
+                raise SandboxUnavailableError("process", reason)
+        self._cgroups, cg_reason = _cgroups.detect() if self._root else (None, "not root")
+        if self._cgroups is None:
+            for cap in (Capability.MEMORY_CGROUP, Capability.CPU_ACCOUNTING, Capability.PIDS_LIMIT):
+                self._missing[cap] = cg_reason
+        if not self._isolated:
+            why = "not root" if not self._root else "isolate=False"
+            for cap in (
+                Capability.PID_NAMESPACE,
+                Capability.NETWORK_ISOLATION,
+                Capability.READONLY_HOST,
+            ):
+                self._missing[cap] = why
+            if self._cgroups is None:
+                self._missing[Capability.KILL_ALL] = (
+                    f"{why} and no cgroup: a process that leaves the run's process tree"
+                    " can outlive it"
+                )
+        if not self._root:
+            self._missing[Capability.UID_ISOLATION] = "not root: runs use the caller's uid"
+        self._missing[Capability.SECCOMP] = "the process sandbox installs no seccomp filter"
+        self._plain_root = ""
+        if not self._isolated:
+            import tempfile
+
+            self._plain_root = tempfile.mkdtemp(prefix="codeexec-process-")
+            os.chmod(self._plain_root, 0o711)  # slot uids must traverse to their work dir
+        self._pool: queue.LifoQueue[_Slot] = queue.LifoQueue()
+        self._all = [_Slot(i, self) for i in range(self._slots_wanted)]
+        for slot in self._all:
+            self._pool.put(slot)
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ protocol
+
+    @property
+    def version(self) -> str:
+        mode = "isolated" if self._isolated else "plain"
+        cg = f"cgroup-v{self._cgroups.version}" if self._cgroups else "no-cgroup"
+        return f"process/1 {mode} {cg}"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        everything = Capability.ISOLATION | {Capability.NETWORK_OPTIONAL, Capability.SECCOMP}
+        return frozenset(everything - set(self._missing))
+
+    @property
+    def missing(self) -> Mapping[str, str]:
+        return dict(self._missing)
+
+    @property
+    def concurrency(self) -> int:
+        return self._slots_wanted
+
+    def warm(self) -> None:
+        """Start every slot's server now rather than at its first run."""
+        slots = [self._pool.get() for _ in self._all]
+        try:
+            for slot in slots:
+                if not slot.alive():
+                    slot.start()
+        finally:
+            for slot in slots:
+                self._pool.put(slot)
+
+    def run(self, request: RunRequest) -> RunOutcome:
+        """Run one program in a free slot (waiting for one) and measure it."""
+        if self._closed:
+            raise SandboxError("the process sandbox is closed")
+        argv0 = request.argv[0] if request.argv else ""
+        if not argv0:
+            raise SandboxError("argv is empty")
+        slot = self._pool.get()
+        try:
+            if self._closed:
+                raise SandboxError("the process sandbox is closed")
+            try:
+                return slot.run(request)
+            except (OSError, SandboxError) as exc:
+                # The slot's server is broken: restart it next time, report this run.
+                slot.stop()
+                if isinstance(exc, OSError) and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                    log.warning("process sandbox slot %d failed: %s", slot.index, exc, exc_info=True)
+                return RunOutcome(error=f"sandbox failure: {exc}")
+        finally:
+            self._pool.put(slot)
+
+    def close(self) -> None:
+        """Stop every server (their runs die with them) and remove the cgroups."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for _ in self._all:
+            slot = self._pool.get()
+            slot.stop()
+        if self._cgroups is not None:
+            self._cgroups.remove()
+        if self._plain_root:
+            import shutil
+
+            shutil.rmtree(self._plain_root, ignore_errors=True)
+
+    def __enter__(self) -> ProcessSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"ProcessSandbox(slots={self._slots_wanted}, {self.version})"
