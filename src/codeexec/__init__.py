@@ -1,1 +1,96 @@
-"""codeexec (bootstrap)."""
+"""codeexec: run untrusted code safely, fast and at scale.
+
+::
+
+    import codeexec
+
+    with codeexec.Executor() as ex:
+        result = ex.run(codeexec.Submission(
+            language="python",
+            code="print(sum(map(int, input().split())))",
+            tests=[codeexec.TestCase(stdin="1 2", expected="3")],
+            limits=codeexec.Limits(cpu_time=1, memory="128M"),
+        ))
+    print(result.verdict)          # Verdict.ACCEPTED
+
+Importing codeexec imports no optional dependency (docker, redis, sqlalchemy, celery).
+"""
+
+from ._checkers import (
+    CallableChecker,
+    Check,
+    Checker,
+    DefaultChecker,
+    ExactChecker,
+    FloatChecker,
+    TokenChecker,
+)
+from ._errors import (
+    CacheError,
+    CodeExecError,
+    JobError,
+    JobTimeout,
+    LimitsError,
+    SandboxError,
+    SandboxUnavailableError,
+    StorageError,
+    SubmissionError,
+    ToolchainError,
+    UnknownLanguageError,
+    UnknownSandboxError,
+)
+from ._executor import Executor, Job, JobStatus
+from ._languages import Language, LanguageRegistry, Toolchain, default_languages
+from ._model import (
+    CompileResult,
+    File,
+    Limits,
+    Result,
+    Submission,
+    TestCase,
+    TestResult,
+    Verdict,
+)
+from .backends import available_sandboxes, get_sandbox
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CacheError",
+    "CallableChecker",
+    "Check",
+    "Checker",
+    "CodeExecError",
+    "CompileResult",
+    "DefaultChecker",
+    "ExactChecker",
+    "Executor",
+    "File",
+    "FloatChecker",
+    "Job",
+    "JobError",
+    "JobStatus",
+    "JobTimeout",
+    "Language",
+    "LanguageRegistry",
+    "Limits",
+    "LimitsError",
+    "Result",
+    "SandboxError",
+    "SandboxUnavailableError",
+    "StorageError",
+    "Submission",
+    "SubmissionError",
+    "TestCase",
+    "TestResult",
+    "TokenChecker",
+    "Toolchain",
+    "ToolchainError",
+    "UnknownLanguageError",
+    "UnknownSandboxError",
+    "Verdict",
+    "available_sandboxes",
+    "default_languages",
+    "get_sandbox",
+    "__version__",
+]

@@ -1,0 +1,245 @@
+"""The Executor: the one object a host talks to.
+
+::
+
+    with codeexec.Executor() as ex:                 # process sandbox, one slot per core
+        result = ex.run(Submission(language="python", code="print(1)"))
+        results = ex.run_many(submissions, progress=lambda done, total: ...)
+        job = ex.submit(submission); job.result(timeout=10)
+        result = await ex.arun(submission)
+
+Every entry point validates a submission (language known, toolchain present) before
+anything runs and raises a :class:`~codeexec.SubmissionError` or
+:class:`~codeexec.ToolchainError` if it cannot run; a user program that fails is a
+:class:`~codeexec.Result`, never an exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._errors import CodeExecError, JobError, JobTimeout
+from ._languages import LanguageRegistry, default_languages
+from ._model import Result, Submission, Verdict
+from ._runner import Prepared, Runner
+from .backends import get_sandbox
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Executor", "Job", "JobStatus"]
+
+
+class JobStatus(str, enum.Enum):
+    """Where a submitted job is."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Job:
+    """A submission accepted for execution; returned at once by :meth:`Executor.submit`."""
+
+    def __init__(self, future: concurrent.futures.Future[Result], estimated_time: float) -> None:
+        self.id = uuid.uuid4().hex
+        self._future = future
+        self._started = threading.Event()
+        #: Seconds this job is expected to take once it runs (moving average of its
+        #: language on this executor; 0.0 before any was measured).
+        self.estimated_time = estimated_time
+        self.submitted_at = time.time()
+
+    @property
+    def status(self) -> JobStatus:
+        f = self._future
+        if f.cancelled():
+            return JobStatus.CANCELLED
+        if f.done():
+            return JobStatus.FAILED if f.exception() is not None else JobStatus.DONE
+        return JobStatus.RUNNING if self._started.is_set() else JobStatus.QUEUED
+
+    def result(self, timeout: float | None = None) -> Result:
+        """Wait for the result; :class:`JobTimeout` if it is not there within ``timeout``."""
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise JobTimeout(f"job {self.id} did not finish within {timeout}s") from None
+        except concurrent.futures.CancelledError:
+            raise JobError(f"job {self.id} was cancelled") from None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def cancel(self) -> bool:
+        """Cancel a job that has not started; True if it will not run."""
+        return self._future.cancel()
+
+    def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
+        """Call ``fn(job)`` when the job ends (at once if it has)."""
+        self._future.add_done_callback(lambda _f: fn(self))
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.status.value}>"
+
+
+class Executor:
+    """Runs submissions on a sandbox.
+
+    :param sandbox: a :class:`~codeexec.backends.Sandbox` object, or a name
+        (``"process"``, or a third party's entry point). A sandbox created from a name
+        is owned and closed by the executor; an object passed in is not.
+    :param languages: a :class:`LanguageRegistry` (default: the built-in languages).
+    :param max_workers: submissions judged at once by ``run_many``/``submit``
+        (default: the sandbox's concurrency).
+    :param sandbox_options: keyword arguments for a sandbox created from a name.
+    """
+
+    def __init__(
+        self,
+        sandbox: object = "process",
+        *,
+        languages: LanguageRegistry | None = None,
+        max_workers: int | None = None,
+        sandbox_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._owns_sandbox = isinstance(sandbox, str)
+        self.sandbox = get_sandbox(sandbox, **(sandbox_options or {}))
+        self.languages = languages or LanguageRegistry(default_languages())
+        self.runner = Runner(self.sandbox, self.languages)
+        self.max_workers = max_workers or max(1, self.sandbox.concurrency)
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.max_workers, thread_name_prefix="codeexec"
+        )
+        self._estimates: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ------------------------------------------------------------------ API
+
+    def prepare(self, submission: Submission) -> Prepared:
+        """Validate a submission and resolve its toolchain and fingerprint; nothing runs."""
+        if self._closed:
+            raise CodeExecError("the executor is closed")
+        if not isinstance(submission, Submission):
+            from ._errors import SubmissionError
+
+            raise SubmissionError(f"expected a Submission, got {type(submission).__name__}")
+        return self.runner.prepare(submission)
+
+    def run(self, submission: Submission) -> Result:
+        """Judge one submission in the calling thread and return its result."""
+        return self._judge(self.prepare(submission), time.monotonic())
+
+    def run_many(
+        self,
+        submissions: Iterable[Submission],
+        *,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> list[Result]:
+        """Judge many submissions concurrently; results come in the submissions' order.
+
+        Every submission is validated first, so a bad one raises before any runs.
+        ``progress(done, total)`` is called after each one finishes.
+        """
+        prepared = [self.prepare(s) for s in submissions]
+        total = len(prepared)
+        done = 0
+        lock = threading.Lock()
+        enqueued = time.monotonic()
+
+        def one(p: Prepared) -> Result:
+            nonlocal done
+            result = self._judge(p, enqueued)
+            if progress is not None:
+                with lock:
+                    done += 1
+                    progress(done, total)
+            return result
+
+        futures = [self._pool.submit(one, p) for p in prepared]
+        return [f.result() for f in futures]
+
+    def submit(self, submission: Submission) -> Job:
+        """Queue a submission; returns a :class:`Job` at once (validation errors raise)."""
+        prepared = self.prepare(submission)
+        enqueued = time.monotonic()
+        holder: list[Job] = []
+
+        def work() -> Result:
+            holder[0]._started.set()
+            return self._judge(prepared, enqueued)
+
+        with self._lock:
+            estimate = self._estimates.get(prepared.language.name, 0.0)
+            future = self._pool.submit(work)
+            job = Job(future, estimate)
+            holder.append(job)
+        return job
+
+    async def arun(self, submission: Submission) -> Result:
+        """``run`` for asyncio: judged in the executor's pool, the event loop stays free."""
+        prepared = self.prepare(submission)
+        enqueued = time.monotonic()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._judge, prepared, enqueued)
+
+    def close(self) -> None:
+        """Wait for running jobs, then release the sandbox if this executor made it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._owns_sandbox:
+            self.sandbox.close()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _judge(self, prepared: Prepared, enqueued: float) -> Result:
+        queue_time = time.monotonic() - enqueued
+        try:
+            result = self.runner.judge(prepared, queue_time=queue_time)
+        except CodeExecError as exc:
+            # The sandbox broke (not the user's program): an internal error result.
+            log.error("internal error judging %s: %s", prepared.fingerprint[:12], exc)
+            result = Result(
+                verdict=Verdict.INTERNAL_ERROR,
+                fingerprint=prepared.fingerprint,
+                backend=self.sandbox.name,
+                queue_time=queue_time,
+                reproducibility=self.runner.reproducibility(prepared),
+                metadata=dict(prepared.submission.metadata),
+            )
+        with self._lock:
+            # Exponential moving average of judging time per language, for estimates.
+            old = self._estimates.get(prepared.language.name)
+            new = result.total_time
+            self._estimates[prepared.language.name] = new if old is None else 0.8 * old + 0.2 * new
+        return result
+
+    def estimated_time(self, language: str) -> float:
+        """Average seconds a submission in ``language`` has taken here (0.0 if unknown)."""
+        return self._estimates.get(self.languages.get(language).name, 0.0)
+
+    def __repr__(self) -> str:
+        return f"Executor(sandbox={self.sandbox!r}, max_workers={self.max_workers})"
+

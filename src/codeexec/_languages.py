@@ -1,0 +1,273 @@
+"""Languages: how to compile and run a program, and which toolchain version does it.
+
+A :class:`Language` is data: a main file name, an optional compile command, a run
+command and the artifacts a compile leaves. Commands are templates; ``{memory_mb}`` is
+replaced by the run's memory limit in MiB (for runtimes that size their heap, like the
+JVM). The first word of a command is a tool name found on the toolchain search path
+(never the caller's PATH, which may hold shims a sandboxed uid cannot run).
+
+The default registry has python, c, cpp, javascript, java and bash; a host adds its own
+with :meth:`LanguageRegistry.register`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+
+from ._errors import ToolchainError, UnknownLanguageError
+from ._model import Limits
+
+__all__ = ["Language", "LanguageRegistry", "Toolchain", "default_languages"]
+
+#: Where toolchains are looked up, and the PATH programs run with.
+TOOLCHAIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@attrs.frozen
+class Toolchain:
+    """A resolved toolchain: the tools' absolute paths and the detected version."""
+
+    language: str
+    version: str
+    tools: Mapping[str, str]  # tool name → absolute path
+
+    def directories(self) -> tuple[str, ...]:
+        """Host directories the toolchain lives in (for sandboxes that mount them)."""
+        return tuple(sorted({os.path.dirname(os.path.realpath(p)) for p in self.tools.values()}))
+
+
+@attrs.frozen(kw_only=True)
+class Language:
+    """How to build and run programs of one language."""
+
+    name: str
+    source: str  # the main file's name in the work directory
+    run: tuple[str, ...] = attrs.field(converter=tuple)
+    compile: tuple[str, ...] | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else tuple(v)
+    )
+    artifacts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    version_command: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    env: Mapping[str, str] = attrs.field(factory=dict)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compile is not None
+
+    def tools(self) -> list[str]:
+        """Tool names this language needs (first words of its commands)."""
+        names = []
+        for command in (self.compile, self.run, self.version_command):
+            if command and not command[0].startswith(("./", "/")) and command[0] not in names:
+                names.append(command[0])
+        return names
+
+    def render(self, command: tuple[str, ...], toolchain: Toolchain, limits: Limits) -> list[str]:
+        """A command with its tool resolved and its placeholders filled in."""
+        values = {"memory_mb": max(16, limits.memory // (1024 * 1024))}
+        argv = [part.format(**values) for part in command]
+        argv[0] = toolchain.tools.get(argv[0], argv[0])
+        return argv
+
+    def run_env(self, workdir: str) -> dict[str, str]:
+        """The scrubbed environment a program of this language runs with."""
+        env = {
+            "PATH": TOOLCHAIN_PATH,
+            "HOME": workdir,
+            "TMPDIR": "/tmp",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+        }
+        env.update(self.env)
+        return env
+
+
+class LanguageRegistry:
+    """Languages by name and alias; toolchains resolved once and cached."""
+
+    def __init__(self, languages: Iterable[Language] = (), search_path: str = TOOLCHAIN_PATH):
+        self._languages: dict[str, Language] = {}
+        self._aliases: dict[str, str] = {}
+        self._toolchains: dict[str, Toolchain] = {}
+        self._lock = threading.Lock()
+        self.search_path = search_path
+        for language in languages:
+            self.register(language)
+
+    def register(self, language: Language) -> None:
+        """Add (or replace) a language."""
+        with self._lock:
+            self._languages[language.name] = language
+            for alias in (language.name, *language.aliases):
+                self._aliases[alias.lower()] = language.name
+            self._toolchains.pop(language.name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._languages)
+
+    def get(self, name: str) -> Language:
+        """The language called ``name`` (or an alias); :class:`UnknownLanguageError`."""
+        key = self._aliases.get(name.strip().lower())
+        if key is None:
+            raise UnknownLanguageError(name, self.names())
+        return self._languages[key]
+
+    def toolchain(self, name: str) -> Toolchain:
+        """Resolve the language's tools and detect its version (cached)."""
+        language = self.get(name)
+        cached = self._toolchains.get(language.name)
+        if cached is not None:
+            return cached
+        tools = {}
+        for tool in language.tools():
+            path = shutil.which(tool, path=self.search_path)
+            if path is None:
+                raise ToolchainError(
+                    f"{language.name}: {tool!r} was not found on {self.search_path}"
+                    f" (available languages here: {', '.join(self.available()) or 'none'})"
+                )
+            tools[tool] = os.path.realpath(path)
+        toolchain = Toolchain(language.name, _detect_version(language, tools), tools)
+        with self._lock:
+            self._toolchains[language.name] = toolchain
+        return toolchain
+
+    def available(self) -> list[str]:
+        """Languages whose tools are all present on this host."""
+        return [
+            name
+            for name, language in sorted(self._languages.items())
+            if all(shutil.which(t, path=self.search_path) for t in language.tools())
+        ]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per language: name, aliases, whether it is usable, version or why not."""
+        rows = []
+        for name in self.names():
+            language = self._languages[name]
+            try:
+                toolchain = self.toolchain(name)
+                rows.append(
+                    {
+                        "name": name,
+                        "aliases": list(language.aliases),
+                        "available": True,
+                        "version": toolchain.version,
+                        "compiled": language.compiled,
+                    }
+                )
+            except ToolchainError as exc:
+                rows.append(
+                    {
+                        "name": name,
+                        "aliases": list(language.aliases),
+                        "available": False,
+                        "error": str(exc),
+                        "compiled": language.compiled,
+                    }
+                )
+        return rows
+
+
+def _detect_version(language: Language, tools: Mapping[str, str]) -> str:
+    if not language.version_command:
+        return "unknown"
+    argv = list(language.version_command)
+    argv[0] = tools.get(argv[0], argv[0])
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            timeout=30,
+            env={"PATH": TOOLCHAIN_PATH, "LANG": "C.UTF-8"},
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ToolchainError(f"{language.name}: cannot run {argv}: {exc}") from exc
+    text = (proc.stdout + proc.stderr).decode(errors="replace").strip()
+    if proc.returncode != 0 or not text:
+        raise ToolchainError(f"{language.name}: {argv} failed with exit code {proc.returncode}")
+    return text.splitlines()[0].strip()
+
+
+def default_languages() -> list[Language]:
+    """The built-in languages."""
+    return [
+        Language(
+            name="python",
+            aliases=("py", "python3"),
+            source="main.py",
+            # -B: no .pyc in the work dir; -E/-s: no PYTHON* variables, no user site.
+            run=("python3", "-B", "-E", "-s", "main.py"),
+            version_command=("python3", "--version"),
+        ),
+        Language(
+            name="c",
+            aliases=("gcc",),
+            source="main.c",
+            compile=("gcc", "-O2", "-std=gnu17", "-pipe", "-o", "main", "main.c", "-lm"),
+            run=("./main",),
+            artifacts=("main",),
+            version_command=("gcc", "--version"),
+        ),
+        Language(
+            name="cpp",
+            aliases=("c++", "g++", "cxx"),
+            source="main.cpp",
+            compile=("g++", "-O2", "-std=gnu++17", "-pipe", "-o", "main", "main.cpp"),
+            run=("./main",),
+            artifacts=("main",),
+            version_command=("g++", "--version"),
+        ),
+        Language(
+            name="javascript",
+            aliases=("js", "node", "nodejs"),
+            source="main.js",
+            run=("node", "main.js"),
+            version_command=("node", "--version"),
+        ),
+        Language(
+            name="java",
+            source="Main.java",
+            compile=(
+                "javac",
+                "-J-XX:+UseSerialGC",
+                "-J-XX:-UsePerfData",
+                "-J-Xshare:auto",
+                "-encoding",
+                "UTF-8",
+                "Main.java",
+            ),
+            # The JVM sizes its heap from the host's memory, not the run's cgroup:
+            # give it the run's limit, less room for the JVM's own memory.
+            run=(
+                "java",
+                "-XX:+UseSerialGC",
+                "-XX:-UsePerfData",
+                "-Xshare:auto",
+                "-XX:TieredStopAtLevel=1",
+                "-Xss64m",
+                "-Xmx{memory_mb}m",
+                "-cp",
+                ".",
+                "Main",
+            ),
+            artifacts=("*.class",),
+            version_command=("javac", "-version"),
+        ),
+        Language(
+            name="bash",
+            aliases=("sh", "shell"),
+            source="main.sh",
+            run=("bash", "main.sh"),
+            version_command=("bash", "--version"),
+        ),
+    ]

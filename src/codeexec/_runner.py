@@ -1,0 +1,329 @@
+"""Judging one submission: compile once, run every test in the sandbox, check outputs.
+
+Verdicts are decided here, from what the sandbox *measured*, the same way for every
+backend (a cgroup OOM kill is MLE, CPU over the limit is TLE, ...); never guessed from
+an exit code alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal as _signal
+import threading
+import time
+from collections.abc import Mapping
+
+import attrs
+from cachetools import LRUCache
+
+from ._checkers import Checker
+from ._languages import Language, LanguageRegistry, Toolchain
+from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
+from .backends._protocol import RunOutcome, RunRequest, Sandbox
+from .cache.keys import fingerprint
+
+__all__ = ["ArtifactCache", "Prepared", "Runner", "classify"]
+
+#: The work directory's path inside the sandbox, for HOME.
+WORKDIR = "/tmp/work"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return _signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def classify(
+    outcome: RunOutcome, limits: Limits, checker: Checker | None, test: TestCase | None
+) -> tuple[Verdict, str | None, str]:
+    """(verdict, which time limit or None, message) for one run's measurements."""
+    if outcome.error is not None:
+        return Verdict.INTERNAL_ERROR, None, outcome.error
+    if outcome.killed_for == "output":
+        return Verdict.OUTPUT_LIMIT_EXCEEDED, None, f"more than {limits.output} bytes of output"
+    if outcome.signal == _signal.SIGXFSZ:
+        return (
+            Verdict.OUTPUT_LIMIT_EXCEEDED,
+            None,
+            f"wrote a file larger than {limits.file_size} bytes",
+        )
+    if outcome.oom_killed:
+        return Verdict.MEMORY_LIMIT_EXCEEDED, None, "killed by the OOM killer at the memory limit"
+    if outcome.killed_for == "cpu" or outcome.cpu_time > limits.cpu_time:
+        return (
+            Verdict.TIME_LIMIT_EXCEEDED,
+            "cpu",
+            f"used {outcome.cpu_time:.3f}s of CPU (limit {limits.cpu_time}s)",
+        )
+    if outcome.killed_for == "wall":
+        return (
+            Verdict.TIME_LIMIT_EXCEEDED,
+            "wall",
+            f"ran longer than {limits.effective_wall_time}s of wall time",
+        )
+    failed = outcome.signal is not None or outcome.exit_code != 0
+    if failed and outcome.memory_limit_hit:
+        # An allocation failed at the cgroup limit and the program died of it
+        # (MemoryError, std::bad_alloc): the limit, not the program, is the cause.
+        return Verdict.MEMORY_LIMIT_EXCEEDED, None, "an allocation failed at the memory limit"
+    if outcome.signal is not None:
+        return Verdict.RUNTIME_ERROR, None, f"killed by {_signal_name(outcome.signal)}"
+    if outcome.exit_code != 0:
+        return Verdict.RUNTIME_ERROR, None, f"exit code {outcome.exit_code}"
+    if test is None or test.expected is None or checker is None:
+        return Verdict.ACCEPTED, None, ""
+    check = checker.check(outcome.stdout, test.expected, test)
+    if check.ok:
+        return Verdict.ACCEPTED, None, check.message
+    return Verdict.WRONG_ANSWER, None, check.message
+
+
+class ArtifactCache:
+    """Compiled artifacts by source, flags and compiler version (bounded LRU, thread-safe).
+
+    Judging the same source against new tests reuses the binary instead of compiling
+    again. A failed compile is cached too: the same source fails the same way.
+    """
+
+    def __init__(self, maxsize: int = 256) -> None:
+        self._cache: LRUCache[str, tuple[CompileResult, tuple[File, ...]]] = LRUCache(maxsize)
+        self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Lock] = {}
+
+    @staticmethod
+    def key(language: Language, toolchain: Toolchain, files: tuple[File, ...], limits: Limits) -> str:
+        h = hashlib.sha256()
+        for part in (language.name, toolchain.version, repr(language.compile), repr(limits.to_dict())):
+            h.update(part.encode())
+            h.update(b"\0")
+        for f in sorted(files, key=lambda f: f.path):
+            h.update(f.path.encode() + b"\0" + hashlib.sha256(f.content).digest())
+            h.update(b"x" if f.executable else b"-")
+        return h.hexdigest()
+
+    def get(self, key: str) -> tuple[CompileResult, tuple[File, ...]] | None:
+        with self._lock:
+            return self._cache.get(key)
+
+    def put(self, key: str, value: tuple[CompileResult, tuple[File, ...]]) -> None:
+        with self._lock:
+            self._cache[key] = value
+
+    def lock_for(self, key: str) -> threading.Lock:
+        """One compile per key at a time: identical concurrent compiles wait for the first."""
+        with self._lock:
+            return self._inflight.setdefault(key, threading.Lock())
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._inflight.pop(key, None)
+
+
+@attrs.frozen
+class Prepared:
+    """A validated submission with its language, toolchain and fingerprint resolved."""
+
+    submission: Submission
+    language: Language
+    toolchain: Toolchain
+    fingerprint: str
+
+
+class Runner:
+    """Runs prepared submissions on one sandbox."""
+
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        languages: LanguageRegistry,
+        artifacts: ArtifactCache | None = None,
+    ) -> None:
+        self.sandbox = sandbox
+        self.languages = languages
+        self.artifacts = artifacts or ArtifactCache()
+
+    def prepare(self, submission: Submission) -> Prepared:
+        """Resolve the language and toolchain; raises before anything runs."""
+        language = self.languages.get(submission.language)
+        toolchain = self.languages.toolchain(language.name)
+        if submission.code is not None and any(f.path == language.source for f in submission.files):
+            from ._errors import SubmissionError
+
+            raise SubmissionError(
+                f"both code and a file named {language.source!r} were given; pass one"
+            )
+        key = fingerprint(
+            submission,
+            toolchain_version=toolchain.version,
+            sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
+            compiled=language.compiled,
+        )
+        return Prepared(submission, language, toolchain, key)
+
+    def _files(self, prepared: Prepared) -> tuple[File, ...]:
+        sub = prepared.submission
+        files = list(sub.files)
+        if sub.code is not None:
+            files.insert(0, File(prepared.language.source, sub.code))
+        return tuple(files)
+
+    def compile(self, prepared: Prepared) -> tuple[CompileResult, tuple[File, ...]]:
+        """Compile (or reuse an identical earlier compile); returns the result and the
+        files every test run gets."""
+        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
+        files = self._files(prepared)
+        assert language.compile is not None
+        key = ArtifactCache.key(language, toolchain, files, sub.compile_limits)
+        cached = self.artifacts.get(key)
+        if cached is not None:
+            return attrs.evolve(cached[0], cached=True), cached[1]
+        lock = self.artifacts.lock_for(key)
+        try:
+            with lock:
+                return self._compile_locked(prepared, key, files)
+        finally:
+            self.artifacts.release(key)
+
+    def _compile_locked(
+        self, prepared: Prepared, key: str, files: tuple[File, ...]
+    ) -> tuple[CompileResult, tuple[File, ...]]:
+        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
+        assert language.compile is not None
+        cached = self.artifacts.get(key)
+        if cached is not None:
+            return attrs.evolve(cached[0], cached=True), cached[1]
+        outcome = self.sandbox.run(
+            RunRequest(
+                argv=language.render(language.compile, toolchain, sub.compile_limits),
+                files=files,
+                env=language.run_env(WORKDIR),
+                limits=sub.compile_limits,
+                collect=language.artifacts,
+                toolchain=toolchain.directories(),
+            )
+        )
+        result, run_files = self._compile_result(outcome, sub, files, language)
+        if result.message != "sandbox failure":
+            self.artifacts.put(key, (result, run_files))
+        return result, run_files
+
+    def _compile_result(
+        self, outcome: RunOutcome, sub: Submission, files: tuple[File, ...], language: Language
+    ) -> tuple[CompileResult, tuple[File, ...]]:
+        verdict, _, message = classify(outcome, sub.compile_limits, None, None)
+        ok = verdict is Verdict.ACCEPTED and bool(outcome.collected)
+        if verdict is Verdict.ACCEPTED and not outcome.collected:
+            message = f"the compiler produced none of {', '.join(language.artifacts)}"
+        elif verdict is Verdict.INTERNAL_ERROR:
+            message = "sandbox failure"
+        elif verdict is not Verdict.ACCEPTED:
+            message = f"compiler: {verdict.value.replace('_', ' ')} ({message})"
+        result = CompileResult(
+            ok=ok,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            cpu_time=outcome.cpu_time,
+            wall_time=outcome.wall_time,
+            memory_peak=outcome.memory_peak,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr
+            if verdict is not Verdict.INTERNAL_ERROR
+            else (outcome.error or "").encode(),
+            message=message,
+        )
+        # Tests get the artifacts plus the submission's other files (data files), but
+        # not the sources the artifacts were built from.
+        artifacts = tuple(
+            File(path, content, executable=True) for path, content in sorted(outcome.collected.items())
+        )
+        others = tuple(f for f in files if f.path != language.source and f.path not in outcome.collected)
+        return result, artifacts + others
+
+    def run_test(
+        self, prepared: Prepared, files: tuple[File, ...], test: TestCase
+    ) -> TestResult:
+        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
+        argv = language.render(language.run, toolchain, sub.limits) + list(test.args)
+        outcome = self.sandbox.run(
+            RunRequest(
+                argv=argv,
+                files=files,
+                stdin=test.stdin,
+                env=language.run_env(WORKDIR),
+                limits=sub.limits,
+                toolchain=toolchain.directories(),
+            )
+        )
+        verdict, time_limit, message = classify(outcome, sub.limits, sub.checker, test)
+        return TestResult(
+            name=test.name,
+            verdict=verdict,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            cpu_time=outcome.cpu_time,
+            wall_time=outcome.wall_time,
+            memory_peak=outcome.memory_peak,
+            stdout=outcome.stdout,
+            stderr=outcome.stderr,
+            stdout_truncated=outcome.stdout_truncated,
+            stderr_truncated=outcome.stderr_truncated,
+            time_limit=time_limit,
+            message=message,
+        )
+
+    def judge(self, prepared: Prepared, *, queue_time: float = 0.0) -> Result:
+        """Compile once, run every test, and assemble the :class:`Result`."""
+        started = time.monotonic()
+        sub, language = prepared.submission, prepared.language
+        compile_result: CompileResult | None = None
+        if language.compiled:
+            compile_result, files = self.compile(prepared)
+            if not compile_result.ok:
+                verdict = (
+                    Verdict.INTERNAL_ERROR
+                    if compile_result.message == "sandbox failure"
+                    else Verdict.COMPILATION_ERROR
+                )
+                return self._result(prepared, verdict, (), compile_result, started, queue_time)
+        else:
+            files = self._files(prepared)
+        tests = tuple(self.run_test(prepared, files, t) for t in sub.effective_tests)
+        verdict = next((t.verdict for t in tests if t.verdict is not Verdict.ACCEPTED), Verdict.ACCEPTED)
+        return self._result(prepared, verdict, tests, compile_result, started, queue_time)
+
+    def _result(
+        self,
+        prepared: Prepared,
+        verdict: Verdict,
+        tests: tuple[TestResult, ...],
+        compile_result: CompileResult | None,
+        started: float,
+        queue_time: float,
+    ) -> Result:
+        sub = prepared.submission
+        return Result(
+            verdict=verdict,
+            tests=tests,
+            compile=compile_result,
+            fingerprint=prepared.fingerprint,
+            backend=self.sandbox.name,
+            queue_time=queue_time,
+            total_time=time.monotonic() - started,
+            reproducibility=self.reproducibility(prepared),
+            metadata=dict(sub.metadata),
+        )
+
+    def reproducibility(self, prepared: Prepared) -> Mapping[str, object]:
+        sub = prepared.submission
+        return {
+            "language": prepared.language.name,
+            "toolchain": {"version": prepared.toolchain.version, "tools": dict(prepared.toolchain.tools)},
+            "compile_command": list(prepared.language.compile or ()),
+            "run_command": list(prepared.language.run),
+            "backend": {"name": self.sandbox.name, "version": self.sandbox.version},
+            "limits": sub.limits.to_dict(),
+            "compile_limits": sub.compile_limits.to_dict() if prepared.language.compiled else None,
+            "checker": sub.checker.identity,
+        }

@@ -1,0 +1,1 @@
+"""Result caching. :mod:`codeexec.cache.keys` computes the content key of a submission."""
