@@ -204,6 +204,8 @@ class _SlotV1(Slot):
     def begin(self) -> None:
         self.cpuacct.usage = 0
         self.memory.max_usage_in_bytes = 0
+        if self._has_memsw:
+            self.memory.memsw_max_usage_in_bytes = 0
         self.memory.failcnt = 0
         self._baseline = self.memory.usage_in_bytes
         self._oom_before = self._oom_kills()
@@ -220,9 +222,13 @@ class _SlotV1(Slot):
         peak = self.memory.max_usage_in_bytes
         if self._has_memsw:
             peak = max(peak, self.memory.memsw_max_usage_in_bytes)
+        # What the slot held before the run includes the pre-forked process that
+        # became the run's program (its pages were freed at exec): what is left after
+        # the run is the better baseline when it is lower.
+        baseline = min(self._baseline, self.memory.usage_in_bytes)
         return CgroupUsage(
             cpu_time=self.cpu_time(),
-            memory_peak=max(0, peak - self._baseline),
+            memory_peak=max(0, peak - baseline),
             oom_killed=self._oom_kills() > self._oom_before,
             memory_limit_hit=self.memory.failcnt > 0,
         )
@@ -311,9 +317,10 @@ class _SlotV2(Slot):
         events = _read_keyed(self._file("memory.events"))
         assert self._peak_fd is not None
         peak = int(os.pread(self._peak_fd, 64, 0).split()[0])
+        baseline = min(self._baseline, _read_int(self._file("memory.current")))
         return CgroupUsage(
             cpu_time=self.cpu_time(),
-            memory_peak=max(0, peak - self._baseline),
+            memory_peak=max(0, peak - baseline),
             oom_killed=events.get("oom_kill", 0) > self._oom_before,
             memory_limit_hit=events.get("max", 0) > self._max_before,
         )

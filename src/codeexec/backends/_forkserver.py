@@ -347,7 +347,11 @@ class Server:
             # After the uid change: changing credentials clears the death signal.
             prctl.set_pdeathsig(signal.SIGKILL)
             prctl.set_no_new_privs(True)
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec:
+            # the program must get the default of every signal.
+            for sig in range(1, signal.NSIG):
+                with contextlib.suppress(OSError, ValueError):
+                    signal.signal(sig, signal.SIG_DFL)
             msg, fds = recv(control)
             if msg is None:
                 os._exit(0)

@@ -1,0 +1,398 @@
+"""The conformance suite: what every sandbox must do, as pytest tests.
+
+A backend's test file is one subclass with one fixture::
+
+    import pytest
+    from codeexec.testing import SandboxConformance
+
+    class TestMySandbox(SandboxConformance):
+        @pytest.fixture(scope="class")
+        @classmethod
+        def sandbox(cls):
+            sb = MySandbox()
+            yield sb
+            sb.close()
+
+Verdict cases live in ``cases.toml`` beside this file; attack cases that need the host's
+side (a listener on loopback, a secret in the host's environment, a process to signal)
+are methods here. Optional features are skipped by the capabilities a sandbox declares;
+isolation is never skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import threading
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .._executor import Executor
+from .._model import Limits, Submission, TestCase, Verdict
+from ..backends._protocol import Capability
+
+__all__ = ["CASES", "SandboxConformance", "load_cases"]
+
+
+def load_cases() -> list[dict[str, Any]]:
+    """The data-driven verdict cases."""
+    with open(Path(__file__).with_name("cases.toml"), "rb") as f:
+        return list(tomllib.load(f)["case"])
+
+
+CASES = load_cases()
+
+
+def _submission(case: dict[str, Any]) -> Submission:
+    stdin: str = case.get("stdin", "")
+    if "stdin_repeat" in case:
+        chunk, count = case["stdin_repeat"]
+        stdin = chunk * count
+    return Submission(
+        language=case["language"],
+        code=case["code"],
+        tests=[TestCase(stdin=stdin, expected=case.get("expected"))],
+        limits=Limits(**case.get("limits", {})),
+    )
+
+
+def _host_processes_with(marker: str) -> list[int]:
+    """Host pids whose command line or environment holds ``marker``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{entry}/{name}", "rb") as f:
+                    if marker.encode() in f.read():
+                        found.append(int(entry))
+                        break
+            except OSError:
+                continue
+    return found
+
+
+class SandboxConformance:
+    """Subclass and provide a class-scoped ``sandbox`` fixture."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sandbox(cls) -> Any:
+        raise NotImplementedError("provide a `sandbox` fixture in your subclass")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def executor(cls, sandbox: Any) -> Any:
+        ex = Executor(sandbox)
+        yield ex
+        ex.close()
+
+    def run_code(self, executor: Executor, language: str, code: str, **kw: Any) -> Any:
+        stdin = kw.pop("stdin", "")
+        expected = kw.pop("expected", None)
+        sub = Submission(
+            language=language,
+            code=code,
+            tests=[TestCase(stdin=stdin, expected=expected)],
+            limits=Limits(**kw),
+        )
+        return executor.run(sub)
+
+    # ------------------------------------------------------------------ declared
+
+    def test_declares_itself(self, sandbox: Any) -> None:
+        assert isinstance(sandbox.name, str) and sandbox.name
+        assert isinstance(sandbox.version, str) and sandbox.version
+        assert sandbox.concurrency >= 1
+        missing = set(Capability.ISOLATION) - set(sandbox.capabilities)
+        assert not missing, f"isolation this host does not get: {dict(sandbox.missing)}"
+
+    # ------------------------------------------------------------------ verdicts
+
+    @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+    def test_verdict_case(self, executor: Executor, case: dict[str, Any]) -> None:
+        started = time.monotonic()
+        result = executor.run(_submission(case))
+        elapsed = time.monotonic() - started
+        allowed = case.get("verdict_any", [case.get("verdict")])
+        detail = result.tests[0] if result.tests else result.compile
+        assert result.verdict.value in allowed, f"{case['name']}: {result.verdict} {detail}"
+        if result.tests:
+            test = result.tests[0]
+            if "signal" in case:
+                assert test.signal == case["signal"], test
+            if "exit_code" in case:
+                assert test.exit_code == case["exit_code"], test
+            if "time_limit" in case:
+                assert test.time_limit == case["time_limit"], test
+            if "max_run_wall" in case:
+                assert test.wall_time <= case["max_run_wall"], test
+            if "stdout_contains" in case:
+                assert case["stdout_contains"] in test.stdout, test
+        if "max_wall" in case:
+            assert elapsed <= case["max_wall"], f"{case['name']} took {elapsed:.1f}s"
+
+    # ------------------------------------------------------------------ accuracy
+
+    def test_cpu_time_is_accurate(self, executor: Executor) -> None:
+        code = r"""
+#include <stdio.h>
+#include <time.h>
+int main(void) {
+    struct timespec t; volatile unsigned long n = 0;
+    do { for (int i = 0; i < 100000; i++) n++; clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); }
+    while (t.tv_sec * 1e9 + t.tv_nsec < 0.5e9);
+    printf("%.6f\n", t.tv_sec + t.tv_nsec / 1e9);
+    return 0;
+}
+"""
+        result = self.run_code(executor, "c", code, cpu_time=5)
+        assert result.verdict is Verdict.ACCEPTED, result
+        test = result.tests[0]
+        assert 0.45 <= test.cpu_time <= 0.55, test
+        assert test.wall_time >= 0.45, test
+
+    def test_memory_peak_is_accurate(self, executor: Executor) -> None:
+        code = r"""
+#include <stdlib.h>
+int main(void) {
+    size_t n = 100u << 20; volatile char *p = malloc(n);
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    return p[n - 4096] == 1 ? 0 : 1;
+}
+"""
+        result = self.run_code(executor, "c", code, memory="512M")
+        assert result.verdict is Verdict.ACCEPTED, result
+        peak = result.tests[0].memory_peak
+        assert 100 * 2**20 <= peak <= 130 * 2**20, f"memory_peak {peak / 2**20:.1f} MiB"
+
+    def test_pids_limit_holds(self, executor: Executor) -> None:
+        code = """
+import os, time
+n = 0
+try:
+    while n < 500:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        n += 1
+except OSError:
+    pass
+print(n)
+"""
+        result = self.run_code(executor, "python", code, pids=16, wall_time=10)
+        assert result.verdict is Verdict.ACCEPTED, result
+        assert int(result.tests[0].stdout) < 16, result.tests[0]
+
+    # ------------------------------------------------------------------ isolation
+
+    def test_no_network_to_host_loopback(self, executor: Executor) -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            listener.settimeout(0.1)
+            port = listener.getsockname()[1]
+            code = f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=2)
+    print("connected")
+except OSError as e:
+    print("blocked", e)
+"""
+            result = self.run_code(executor, "python", code)
+            assert result.tests[0].stdout.startswith("blocked"), result.tests[0]
+            with pytest.raises(TimeoutError):
+                listener.accept()
+
+    def test_network_when_allowed(self, sandbox: Any, executor: Executor) -> None:
+        if Capability.NETWORK_OPTIONAL not in sandbox.capabilities:
+            pytest.skip("this sandbox never gives network")
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(8)
+            port = listener.getsockname()[1]
+            code = f"""
+import socket
+socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"hi")
+print("connected")
+"""
+            result = self.run_code(executor, "python", code, network=True)
+            assert result.tests[0].stdout.strip() == "connected", result.tests[0]
+
+    def test_host_secrets_not_readable(self, executor: Executor) -> None:
+        token = secrets.token_hex(16)
+        secret_file = Path.home() / f".codeexec-conformance-{token[:8]}"
+        secret_file.write_text(token)
+        secret_file.chmod(0o600)
+        os.environ["CODEEXEC_CONFORMANCE_SECRET"] = token
+        try:
+            code = f"""
+import os
+found = []
+print(sorted(os.environ))
+for path in ["/etc/shadow", {str(secret_file)!r}]:
+    try:
+        found.append(open(path).read()[:100])
+    except OSError as e:
+        print("denied", path, e.errno)
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        for name in ("environ", "cmdline"):
+            try:
+                found.append(open(f"/proc/{{pid}}/{{name}}", "rb").read().decode("latin-1"))
+            except OSError:
+                pass
+print("\\n".join(found))
+"""
+            result = self.run_code(executor, "python", code)
+            out = result.tests[0].stdout
+            assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+            assert token not in out, "a host secret leaked into the sandbox"
+            assert "denied /etc/shadow" in out
+            assert "CODEEXEC_CONFORMANCE_SECRET" not in out
+        finally:
+            del os.environ["CODEEXEC_CONFORMANCE_SECRET"]
+            secret_file.unlink()
+
+    def test_host_processes_invisible(self, executor: Executor) -> None:
+        marker = f"codeexec-marker-{secrets.token_hex(8)}"
+        host = subprocess.Popen(
+            ["bash", "-c", f"exec -a {marker} sleep 60"], env={"MARKER": marker}
+        )
+        try:
+            code = f"""
+import os
+seen = []
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            seen.append(open(f"/proc/{{pid}}/cmdline", "rb").read().decode("latin-1"))
+        except OSError:
+            pass
+print("found" if any({marker!r} in s for s in seen) else "hidden")
+try:
+    os.kill({host.pid}, 9)
+    print("killed")
+except OSError as e:
+    print("kill failed", e.errno)
+try:
+    os.kill(-1, 9)
+except OSError:
+    pass
+"""
+            self.run_code(executor, "python", code)
+            time.sleep(0.2)
+            assert host.poll() is None, "the sandboxed program killed a host process"
+        finally:
+            host.kill()
+            host.wait()
+
+    def test_host_filesystem_not_writable(self, executor: Executor) -> None:
+        name = f"codeexec-probe-{secrets.token_hex(8)}"
+        targets = [f"/tmp/{name}", f"/var/tmp/{name}", f"/dev/shm/{name}", f"/{name}",
+                   f"/etc/{name}", f"/usr/{name}", str(Path.home() / name)]
+        code = f"""
+import os
+for path in {targets!r}:
+    try:
+        with open(path, "w") as f:
+            f.write("x")
+    except OSError:
+        pass
+print("done")
+"""
+        result = self.run_code(executor, "python", code)
+        assert result.tests[0].stdout.strip() == "done", result.tests[0]
+        leaked = [t for t in targets if os.path.exists(t)]
+        for t in leaked:
+            os.unlink(t)
+        assert not leaked, f"the sandbox wrote to the host: {leaked}"
+
+    def test_scratch_is_fresh_each_run(self, executor: Executor) -> None:
+        token = secrets.token_hex(8)
+        write = f"""
+for path in ["left-{token}", "/tmp/left-{token}", "/dev/shm/left-{token}"]:
+    try:
+        open(path, "w").write("x")
+    except OSError:
+        pass
+"""
+        look = f"""
+import os
+hits = [p for p in ["left-{token}", "/tmp/left-{token}", "/dev/shm/left-{token}"] if os.path.exists(p)]
+print(hits)
+"""
+        for _ in range(3):
+            self.run_code(executor, "python", write)
+            result = self.run_code(executor, "python", look)
+            assert result.tests[0].stdout.strip() == "[]", result.tests[0]
+
+    def test_leftover_processes_are_killed(self, executor: Executor) -> None:
+        marker = f"codeexec-daemon-{secrets.token_hex(8)}"
+        # A double-forked daemon that keeps stdout open: the run must still end when
+        # the main process exits, and the daemon must be gone.
+        code = f"""
+import os, subprocess
+subprocess.Popen(["bash", "-c", "exec -a {marker} sleep 30"], start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("bash", ["bash", "-c", "exec -a {marker} sleep 30"])
+    os._exit(0)
+print("parent done")
+"""
+        started = time.monotonic()
+        result = self.run_code(executor, "python", code, wall_time=20)
+        assert time.monotonic() - started < 5, "a daemon held the run open"
+        assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+        deadline = time.monotonic() + 2
+        while _host_processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _host_processes_with(marker), "a process outlived its run"
+
+    def test_concurrent_runs_cannot_signal_each_other(self, sandbox: Any, executor: Executor) -> None:
+        if sandbox.concurrency < 2:
+            pytest.skip("one run at a time: nothing concurrent to signal")
+        victim_code = "import time\ntime.sleep(2)\nprint('alive')"
+        attacker_code = """
+import os, signal, time
+for _ in range(20):
+    for pid in range(2, 4096):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except OSError:
+        pass
+    time.sleep(0.05)
+"""
+        victim: dict[str, Any] = {}
+        t = threading.Thread(
+            target=lambda: victim.setdefault("r", self.run_code(executor, "python", victim_code))
+        )
+        t.start()
+        time.sleep(0.3)
+        self.run_code(executor, "python", attacker_code, wall_time=5)
+        t.join()
+        assert victim["r"].verdict is Verdict.ACCEPTED, victim["r"].tests[0]
+        assert victim["r"].tests[0].stdout.strip() == "alive"
+
+    def test_runs_as_unprivileged_user(self, executor: Executor) -> None:
+        code = "import os; print(os.getuid(), os.geteuid(), open('/proc/self/status').read())"
+        result = self.run_code(executor, "python", code)
+        out = result.tests[0].stdout
+        uid = int(out.split()[0])
+        assert uid != 0, out
+        cap_eff = next(line for line in out.splitlines() if line.startswith("CapEff:"))
+        assert int(cap_eff.split()[1], 16) == 0, cap_eff
+        assert any(line.split() == ["NoNewPrivs:", "1"] for line in out.splitlines()), out
