@@ -53,10 +53,15 @@ class JobStatus(str, enum.Enum):
 class Job:
     """A submission accepted for execution; returned at once by :meth:`Executor.submit`."""
 
-    def __init__(self, future: concurrent.futures.Future[Result], estimated_time: float) -> None:
+    def __init__(
+        self,
+        future: concurrent.futures.Future[Result],
+        started: threading.Event,
+        estimated_time: float,
+    ) -> None:
         self.id = uuid.uuid4().hex
         self._future = future
-        self._started = threading.Event()
+        self._started = started
         #: Seconds this job is expected to take once it runs (moving average of its
         #: language on this executor; 0.0 before any was measured).
         self.estimated_time = estimated_time
@@ -176,18 +181,14 @@ class Executor:
         """Queue a submission; returns a :class:`Job` at once (validation errors raise)."""
         prepared = self.prepare(submission)
         enqueued = time.monotonic()
-        holder: list[Job] = []
+        started = threading.Event()
 
         def work() -> Result:
-            holder[0]._started.set()
+            started.set()
             return self._judge(prepared, enqueued)
 
-        with self._lock:
-            estimate = self._estimates.get(prepared.language.name, 0.0)
-            future = self._pool.submit(work)
-            job = Job(future, estimate)
-            holder.append(job)
-        return job
+        estimate = self._estimates.get(prepared.language.name, 0.0)
+        return Job(self._pool.submit(work), started, estimate)
 
     async def arun(self, submission: Submission) -> Result:
         """``run`` for asyncio: judged in the executor's pool, the event loop stays free."""

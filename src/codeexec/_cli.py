@@ -1,0 +1,231 @@
+"""The ``codeexec`` command: the one place that talks to a terminal.
+
+    codeexec run FILE [--language L] [--backend B] [--stdin TEXT | --tests FILE.json]
+                      [--cpu-time S] [--wall-time S] [--memory SIZE] [--output SIZE] [--json]
+    codeexec languages [--json]
+    codeexec doctor [--json]
+
+Exit status: 0 accepted, 1 any other verdict, 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._errors import CodeExecError, SubmissionError
+from ._executor import Executor
+from ._languages import LanguageRegistry, default_languages
+from ._model import Limits, Result, Submission, TestCase, Verdict
+
+_EXTENSIONS = {
+    ".py": "python",
+    ".c": "c",
+    ".cpp": "cpp",
+    ".cc": "cpp",
+    ".cxx": "cpp",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".java": "java",
+    ".sh": "bash",
+}
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codeexec", description="Run untrusted code safely.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a program and judge it")
+    run.add_argument("file", help="source file to run ('-' reads stdin; give --language)")
+    run.add_argument("--language", "-l", help="language (default: from the file extension)")
+    run.add_argument("--backend", "-b", default="process", help="sandbox name (default: process)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--stdin", help="text given to the program on stdin")
+    source.add_argument(
+        "--tests",
+        help='JSON file: a list of {"stdin": ..., "expected": ..., "args": [...], "name": ...}',
+    )
+    run.add_argument("--cpu-time", type=float, help="CPU seconds (default 2)")
+    run.add_argument("--wall-time", type=float, help="wall seconds (default 3*cpu+1)")
+    run.add_argument("--memory", help="memory limit, e.g. 256M (default 256M)")
+    run.add_argument("--output", help="stdout+stderr kept, e.g. 1M (default 1M)")
+    run.add_argument("--checker", default="default", help="exact, default, tokens or float")
+    run.add_argument("--json", action="store_true", help="print the whole result as JSON")
+
+    langs = sub.add_parser("languages", help="list languages and their toolchains")
+    langs.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="which backends and protections work on this host")
+    doctor.add_argument("--json", action="store_true")
+    return parser
+
+
+def _load_tests(path: str) -> list[TestCase]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise _UsageError(f"cannot read tests from {path}: {exc}") from exc
+    if not isinstance(data, list):
+        raise _UsageError(f"{path}: expected a JSON list of tests")
+    tests = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict):
+            raise _UsageError(f"{path}: test {i} is not an object")
+        tests.append(
+            TestCase(
+                stdin=item.get("stdin", ""),
+                expected=item.get("expected"),
+                args=item.get("args", ()),
+                name=item.get("name"),
+            )
+        )
+    return tests
+
+
+def _submission(args: argparse.Namespace) -> Submission:
+    if args.file == "-":
+        code = sys.stdin.buffer.read()
+        if not args.language:
+            raise _UsageError("reading code from stdin needs --language")
+    else:
+        try:
+            code = Path(args.file).read_bytes()
+        except OSError as exc:
+            raise _UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    language = args.language or _EXTENSIONS.get(Path(args.file).suffix.lower())
+    if not language:
+        raise _UsageError(f"cannot tell the language of {args.file}; give --language")
+    limits: dict[str, Any] = {}
+    for name in ("cpu_time", "wall_time", "memory", "output"):
+        value = getattr(args, name)
+        if value is not None:
+            limits[name] = value
+    if args.tests:
+        tests = _load_tests(args.tests)
+    else:
+        tests = [TestCase(stdin=args.stdin or "")]
+    return Submission(
+        language=language, code=code, tests=tests, limits=Limits(**limits), checker=args.checker
+    )
+
+
+def _print_result(result: Result) -> None:
+    print(f"verdict: {result.verdict.value} ({result.verdict.short})")
+    if result.compile is not None and not result.compile.ok:
+        print(f"compile: {result.compile.message}")
+        if result.compile.stderr:
+            print(result.compile.stderr.rstrip())
+    for i, test in enumerate(result.tests, 1):
+        name = test.name or f"test {i}"
+        print(
+            f"{name}: {test.verdict.value}  cpu {test.cpu_time:.3f}s  wall {test.wall_time:.3f}s"
+            f"  mem {test.memory_peak / 2**20:.1f}MiB"
+            + (f"  ({test.message})" if test.message else "")
+        )
+        if len(result.tests) == 1:
+            if test.stdout:
+                print("--- stdout ---")
+                print(test.stdout.rstrip("\n"))
+            if test.stderr:
+                print("--- stderr ---")
+                print(test.stderr.rstrip("\n"))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    submission = _submission(args)
+    with Executor(args.backend) as executor:
+        result = executor.run(submission)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        _print_result(result)
+    return 0 if result.verdict is Verdict.ACCEPTED else 1
+
+
+def _cmd_languages(args: argparse.Namespace) -> int:
+    rows = LanguageRegistry(default_languages()).describe()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        state = row["version"] if row["available"] else f"unavailable: {row['error']}"
+        aliases = f" ({', '.join(row['aliases'])})" if row["aliases"] else ""
+        print(f"{row['name']}{aliases}: {state}")
+    return 0
+
+
+def doctor_report() -> dict[str, Any]:
+    """What works on this host: each backend, its protections, and why not."""
+    from .backends import available_sandboxes, get_sandbox
+    from .backends._protocol import Capability
+
+    report: dict[str, Any] = {"uid": os.geteuid(), "kernel": os.uname().release, "backends": {}}
+    for name in available_sandboxes():
+        try:
+            sandbox = get_sandbox(name)
+        except CodeExecError as exc:
+            report["backends"][name] = {"available": False, "reason": str(exc)}
+            continue
+        try:
+            caps = set(sandbox.capabilities)
+            report["backends"][name] = {
+                "available": True,
+                "version": sandbox.version,
+                "concurrency": sandbox.concurrency,
+                "capabilities": sorted(caps),
+                "missing": dict(sandbox.missing),
+                "isolated": Capability.ISOLATION <= caps,
+            }
+        finally:
+            sandbox.close()
+    report["languages"] = LanguageRegistry(default_languages()).describe()
+    return report
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    report = doctor_report()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"uid {report['uid']}, kernel {report['kernel']}")
+    for name, info in report["backends"].items():
+        if not info["available"]:
+            print(f"backend {name}: UNAVAILABLE: {info['reason']}")
+            continue
+        state = "fully isolated" if info["isolated"] else "NOT fully isolated"
+        print(f"backend {name}: {info['version']}, {info['concurrency']} slots, {state}")
+        for cap in info["capabilities"]:
+            print(f"  ok       {cap}")
+        for cap, why in info["missing"].items():
+            print(f"  missing  {cap}: {why}")
+    for row in report["languages"]:
+        state = row["version"] if row["available"] else f"unavailable: {row['error']}"
+        print(f"language {row['name']}: {state}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``codeexec`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    commands = {"run": _cmd_run, "languages": _cmd_languages, "doctor": _cmd_doctor}
+    try:
+        return commands[args.command](args)
+    except (_UsageError, SubmissionError) as exc:
+        print(f"codeexec: {exc}", file=sys.stderr)
+        return 2
+    except CodeExecError as exc:
+        print(f"codeexec: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Every built-in language, end to end, and the registry's errors."""
+
+import pytest
+
+import codeexec
+from codeexec import Language, LanguageRegistry, Submission, TestCase, Verdict
+
+A_PLUS_B = {
+    "python": "a, b = map(int, input().split())\nprint(a + b)",
+    "c": '#include <stdio.h>\nint main(void){long a,b;scanf("%ld %ld",&a,&b);printf("%ld\\n",a+b);}',
+    "cpp": "#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}",
+    "javascript": "const [a,b]=require('fs').readFileSync(0,'utf8').trim().split(/\\s+/).map(Number);"
+    "console.log(a+b)",
+    "java": "import java.util.*;\npublic class Main{public static void main(String[] x){"
+    "Scanner s=new Scanner(System.in);System.out.println(s.nextLong()+s.nextLong());}}",
+    "bash": "read a b\necho $((a + b))",
+}
+
+
+@pytest.mark.parametrize("language", sorted(A_PLUS_B))
+def test_language_runs_and_is_judged(executor, language):
+    sub = Submission(
+        language=language,
+        code=A_PLUS_B[language],
+        tests=[TestCase("1 2", "3"), TestCase("40 2", "42"), TestCase("2 2", "5")],
+        limits={"cpu_time": 5, "memory": "512M"},
+    )
+    result = executor.run(sub)
+    verdicts = [t.verdict for t in result.tests]
+    assert verdicts == [Verdict.ACCEPTED, Verdict.ACCEPTED, Verdict.WRONG_ANSWER], result
+    assert result.verdict is Verdict.WRONG_ANSWER
+    assert result.reproducibility["toolchain"]["version"]
+    assert result.reproducibility["backend"]["name"] == "process"
+
+
+def test_compiles_once_for_all_tests_and_reuses_the_artifact(executor):
+    code = "#include <stdio.h>\nint main(void){puts(\"same\");} // unique 4711"
+    tests = [TestCase(expected="same")] * 3
+    first = executor.run(Submission(language="c", code=code, tests=tests))
+    assert first.verdict is Verdict.ACCEPTED and first.compile.ok and not first.compile.cached
+    again = executor.run(Submission(language="c", code=code, tests=[TestCase(expected="same")]))
+    assert again.verdict is Verdict.ACCEPTED
+    assert again.compile.cached, "the same source was compiled twice"
+
+
+def test_compilation_error_carries_the_compiler_message(executor):
+    result = executor.run(Submission(language="cpp", code="int main() { return x; }"))
+    assert result.verdict is Verdict.COMPILATION_ERROR
+    assert result.tests == ()
+    assert "x" in result.compile.stderr and not result.compile.ok
+
+
+def test_unknown_language_names_the_available_ones(executor):
+    with pytest.raises(codeexec.UnknownLanguageError) as info:
+        executor.run(Submission(language="cobol", code="x"))
+    assert "python" in str(info.value) and info.value.available
+
+
+def test_aliases_resolve():
+    registry = LanguageRegistry(codeexec.default_languages())
+    assert registry.get("py").name == "python"
+    assert registry.get("C++").name == "cpp"
+    assert registry.get("node").name == "javascript"
+
+
+def test_missing_toolchain_is_a_clear_error(executor):
+    registry = LanguageRegistry(
+        [Language(name="zig", source="main.zig", run=("zig-compiler-not-here", "run"))]
+    )
+    with pytest.raises(codeexec.ToolchainError, match="zig-compiler-not-here"):
+        registry.toolchain("zig")
+
+
+def test_host_registers_its_own_language(process_sandbox):
+    registry = LanguageRegistry(codeexec.default_languages())
+    registry.register(
+        Language(
+            name="python-opt",
+            source="solution.py",
+            run=("python3", "-O", "solution.py"),
+            version_command=("python3", "--version"),
+        )
+    )
+    with codeexec.Executor(process_sandbox, languages=registry) as ex:
+        result = ex.run(
+            Submission(language="python-opt", code="assert False\nprint('asserts off')")
+        )
+    assert result.verdict is Verdict.ACCEPTED
+    assert result.tests[0].stdout == "asserts off\n"
