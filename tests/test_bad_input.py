@@ -54,14 +54,17 @@ def test_many_tests_run(executor):
 
 
 def test_program_reading_no_stdin_gets_eof(executor):
-    result = executor.run(Submission(language="python", code="import sys; print(repr(sys.stdin.read()))"))
+    result = executor.run(
+        Submission(language="python", code="import sys; print(repr(sys.stdin.read()))")
+    )
     assert result.tests[0].stdout == "''\n"
 
 
 def test_output_cap_keeps_exactly_the_limit(executor):
     sub = Submission(
         language="python",
-        code="import sys\nsys.stdout.write('a' * 5000); sys.stdout.flush()\nsys.stderr.write('b' * 5000)",
+        code="import sys\nsys.stdout.write('a' * 5000)\nsys.stdout.flush()\n"
+        "sys.stderr.write('b' * 5000)",
         limits=Limits(output="6K"),
     )
     result = executor.run(sub)

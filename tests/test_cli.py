@@ -33,7 +33,15 @@ def test_run_json_and_other_verdict_exits_one(tmp_path):
 
 
 def test_run_stdin_option_and_code_from_stdin():
-    proc = cli("run", "-", "--language", "python", "--stdin", "5 6", stdin="print(sum(map(int, input().split())))")
+    proc = cli(
+        "run",
+        "-",
+        "--language",
+        "python",
+        "--stdin",
+        "5 6",
+        stdin="print(sum(map(int, input().split())))",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "11" in proc.stdout
 

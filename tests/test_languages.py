@@ -7,10 +7,11 @@ from codeexec import Language, LanguageRegistry, Submission, TestCase, Verdict
 
 A_PLUS_B = {
     "python": "a, b = map(int, input().split())\nprint(a + b)",
-    "c": '#include <stdio.h>\nint main(void){long a,b;scanf("%ld %ld",&a,&b);printf("%ld\\n",a+b);}',
+    "c": "#include <stdio.h>\n"
+    'int main(void){long a,b;scanf("%ld %ld",&a,&b);printf("%ld\\n",a+b);}',
     "cpp": "#include <iostream>\nint main(){long a,b;std::cin>>a>>b;std::cout<<a+b<<'\\n';}",
-    "javascript": "const [a,b]=require('fs').readFileSync(0,'utf8').trim().split(/\\s+/).map(Number);"
-    "console.log(a+b)",
+    "javascript": "const [a,b]=require('fs').readFileSync(0,'utf8')"
+    ".trim().split(/\\s+/).map(Number);console.log(a+b)",
     "java": "import java.util.*;\npublic class Main{public static void main(String[] x){"
     "Scanner s=new Scanner(System.in);System.out.println(s.nextLong()+s.nextLong());}}",
     "bash": "read a b\necho $((a + b))",
@@ -34,7 +35,7 @@ def test_language_runs_and_is_judged(executor, language):
 
 
 def test_compiles_once_for_all_tests_and_reuses_the_artifact(executor):
-    code = "#include <stdio.h>\nint main(void){puts(\"same\");} // unique 4711"
+    code = '#include <stdio.h>\nint main(void){puts("same");} // unique 4711'
     tests = [TestCase(expected="same")] * 3
     first = executor.run(Submission(language="c", code=code, tests=tests))
     assert first.verdict is Verdict.ACCEPTED and first.compile.ok and not first.compile.cached

@@ -219,8 +219,7 @@ def get_checker(spec: object) -> Checker:
             return _BY_NAME[spec]()
         except KeyError:
             raise SubmissionError(
-                f"unknown checker {spec!r}; available: {', '.join(sorted(_BY_NAME))}"
-                " or a callable"
+                f"unknown checker {spec!r}; available: {', '.join(sorted(_BY_NAME))} or a callable"
             ) from None
     if isinstance(spec, Checker):
         return spec

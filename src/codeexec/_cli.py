@@ -182,7 +182,7 @@ def doctor_report() -> dict[str, Any]:
                 "concurrency": sandbox.concurrency,
                 "capabilities": sorted(caps),
                 "missing": dict(sandbox.missing),
-                "isolated": Capability.ISOLATION <= caps,
+                "isolated": caps >= Capability.ISOLATION,
             }
         finally:
             sandbox.close()

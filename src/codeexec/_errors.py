@@ -84,9 +84,7 @@ class UnknownSandboxError(SandboxError, LookupError):
     def __init__(self, name: str, available: list[str]) -> None:
         self.name = name
         self.available = sorted(available)
-        super().__init__(
-            f"unknown sandbox {name!r}; available: {', '.join(self.available)}"
-        )
+        super().__init__(f"unknown sandbox {name!r}; available: {', '.join(self.available)}")
 
 
 class CacheError(CodeExecError):

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Executor", "Job", "JobStatus"]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     """Where a submitted job is."""
 
     QUEUED = "queued"
@@ -45,9 +45,6 @@ class JobStatus(str, enum.Enum):
     DONE = "done"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 class Job:
@@ -243,4 +240,3 @@ class Executor:
 
     def __repr__(self) -> str:
         return f"Executor(sandbox={self.sandbox!r}, max_workers={self.max_workers})"
-

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from ._errors import ToolchainError, UnknownLanguageError
-from ._model import Limits
+from ._model import Limits, str_tuple
 
 __all__ = ["Language", "LanguageRegistry", "Toolchain", "default_languages"]
 
@@ -49,13 +49,13 @@ class Language:
 
     name: str
     source: str  # the main file's name in the work directory
-    run: tuple[str, ...] = attrs.field(converter=tuple)
+    run: tuple[str, ...] = attrs.field(converter=str_tuple)
     compile: tuple[str, ...] | None = attrs.field(
         default=None, converter=lambda v: None if v is None else tuple(v)
     )
-    artifacts: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    version_command: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    aliases: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    artifacts: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
+    version_command: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
     env: Mapping[str, str] = attrs.field(factory=dict)
 
     @property

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import os
 import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -38,7 +38,7 @@ MAX_TESTS = 4096
 MAX_FILES_BYTES = 32 * 1024 * 1024
 
 
-class Verdict(str, enum.Enum):
+class Verdict(enum.StrEnum):
     """The judgement of one test, or of a whole submission."""
 
     ACCEPTED = "accepted"
@@ -49,9 +49,6 @@ class Verdict(str, enum.Enum):
     RUNTIME_ERROR = "runtime_error"
     COMPILATION_ERROR = "compilation_error"
     INTERNAL_ERROR = "internal_error"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def short(self) -> str:
@@ -71,32 +68,46 @@ _SHORT = {
 }
 
 
+def str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    """attrs converter: any iterable of strings to a tuple (typed, unlike ``tuple``)."""
+    return tuple(value)
+
+
 # ---------------------------------------------------------------------------- limits
 
 
-def _positive_seconds(what: str) -> Any:
-    def convert(value: object) -> float:
-        seconds = parse_duration(value, what=what)
-        if seconds <= 0:
-            raise LimitsError(f"{what}: must be positive, got {value!r}")
-        return seconds
-
-    return convert
+def _seconds(value: object, what: str) -> float:
+    seconds = parse_duration(value, what=what)
+    if seconds <= 0:
+        raise LimitsError(f"{what}: must be positive, got {value!r}")
+    return seconds
 
 
-def _optional_positive_seconds(what: str) -> Any:
-    strict = _positive_seconds(what)
-    return lambda value: None if value is None else strict(value)
+def _cpu_time(value: object) -> float:
+    return _seconds(value, "cpu_time")
 
 
-def _size(what: str, minimum: int = 0) -> Any:
-    def convert(value: object) -> int:
-        size = parse_size(value, what=what)
-        if size < minimum:
-            raise LimitsError(f"{what}: must be at least {minimum} bytes, got {value!r}")
-        return size
+def _wall_time(value: object) -> float | None:
+    return None if value is None else _seconds(value, "wall_time")
 
-    return convert
+
+def _bytes(value: object, what: str, minimum: int) -> int:
+    size = parse_size(value, what=what)
+    if size < minimum:
+        raise LimitsError(f"{what}: must be at least {minimum} bytes, got {value!r}")
+    return size
+
+
+def _memory(value: object) -> int:
+    return _bytes(value, "memory", 4 * 1024 * 1024)
+
+
+def _output(value: object) -> int:
+    return _bytes(value, "output", 1)
+
+
+def _file_size(value: object) -> int:
+    return _bytes(value, "file_size", 1)
 
 
 def _pids(value: object) -> int:
@@ -127,14 +138,12 @@ class Limits:
     - ``network``: ``False`` (default) leaves the program without any network.
     """
 
-    cpu_time: float = attrs.field(default=2.0, converter=_positive_seconds("cpu_time"))
-    wall_time: float | None = attrs.field(
-        default=None, converter=_optional_positive_seconds("wall_time")
-    )
-    memory: int = attrs.field(default="256M", converter=_size("memory", 4 * 1024 * 1024))
+    cpu_time: float = attrs.field(default=2.0, converter=_cpu_time)
+    wall_time: float | None = attrs.field(default=None, converter=_wall_time)
+    memory: int = attrs.field(default=256 * 2**20, converter=_memory)
     pids: int = attrs.field(default=64, converter=_pids)
-    output: int = attrs.field(default="1M", converter=_size("output", 1))
-    file_size: int = attrs.field(default="16M", converter=_size("file_size", 1))
+    output: int = attrs.field(default=2**20, converter=_output)
+    file_size: int = attrs.field(default=16 * 2**20, converter=_file_size)
     network: bool = attrs.field(default=False, converter=_network)
 
     @property
@@ -195,6 +204,22 @@ def _to_bytes(value: object, what: str) -> bytes:
     raise SubmissionError(f"{what}: expected str or bytes, got {type(value).__name__}")
 
 
+def _content(value: object) -> bytes:
+    return _to_bytes(value, "file content")
+
+
+def _stdin(value: object) -> bytes:
+    return _to_bytes(value, "stdin")
+
+
+def _expected(value: object) -> bytes | None:
+    return None if value is None else _to_bytes(value, "expected")
+
+
+def _code(value: object) -> bytes | None:
+    return None if value is None else _to_bytes(value, "code")
+
+
 def _relative_path(value: object) -> str:
     if not isinstance(value, str) or not value:
         raise SubmissionError(f"file path must be a non-empty string, got {value!r}")
@@ -211,7 +236,7 @@ class File:
     """A file placed in the program's work directory before it runs."""
 
     path: str = attrs.field(converter=_relative_path)
-    content: bytes = attrs.field(converter=lambda v: _to_bytes(v, "file content"))
+    content: bytes = attrs.field(converter=_content)
     executable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,8 +260,12 @@ def _args(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _optional_bytes(what: str) -> Any:
-    return lambda v: None if v is None else _to_bytes(v, what)
+def _compile_limits(value: object) -> Limits:
+    return DEFAULT_COMPILE_LIMITS if value is None else Limits.coerce(value, what="compile_limits")
+
+
+def _limits(value: object) -> Limits:
+    return Limits.coerce(value)
 
 
 @attrs.frozen
@@ -245,8 +274,8 @@ class TestCase:
 
     __test__ = False  # not a pytest test class
 
-    stdin: bytes = attrs.field(default=b"", converter=lambda v: _to_bytes(v, "stdin"))
-    expected: bytes | None = attrs.field(default=None, converter=_optional_bytes("expected"))
+    stdin: bytes = attrs.field(default=b"", converter=_stdin)
+    expected: bytes | None = attrs.field(default=None, converter=_expected)
     args: tuple[str, ...] = attrs.field(default=(), converter=_args)
     name: str | None = None
 
@@ -324,16 +353,11 @@ class Submission:
     """
 
     language: str = attrs.field(converter=_language)
-    code: bytes | None = attrs.field(default=None, converter=_optional_bytes("code"))
+    code: bytes | None = attrs.field(default=None, converter=_code)
     files: tuple[File, ...] = attrs.field(default=(), converter=_files)
     tests: tuple[TestCase, ...] = attrs.field(default=(), converter=_tests)
-    limits: Limits = attrs.field(default=None, converter=Limits.coerce)
-    compile_limits: Limits = attrs.field(
-        default=None,
-        converter=lambda v: DEFAULT_COMPILE_LIMITS
-        if v is None
-        else Limits.coerce(v, what="compile_limits"),
-    )
+    limits: Limits = attrs.field(default=None, converter=_limits)
+    compile_limits: Limits = attrs.field(default=None, converter=_compile_limits)
     checker: Checker = attrs.field(default=None, converter=get_checker)
     metadata: Mapping[str, Any] = attrs.field(default=None, converter=_metadata, eq=False)
 
@@ -432,6 +456,10 @@ class CompileResult:
         return cls(**dict(data))
 
 
+def _test_results(value: Iterable[TestResult]) -> tuple[TestResult, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class Result:
     """The outcome of a submission.
@@ -443,7 +471,7 @@ class Result:
     """
 
     verdict: Verdict = attrs.field(converter=Verdict)
-    tests: tuple[TestResult, ...] = attrs.field(default=(), converter=tuple)
+    tests: tuple[TestResult, ...] = attrs.field(default=(), converter=_test_results)
     compile: CompileResult | None = None
     cached: bool = False
     fingerprint: str = ""

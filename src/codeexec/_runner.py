@@ -93,9 +93,16 @@ class ArtifactCache:
         self._inflight: dict[str, threading.Lock] = {}
 
     @staticmethod
-    def key(language: Language, toolchain: Toolchain, files: tuple[File, ...], limits: Limits) -> str:
+    def key(
+        language: Language, toolchain: Toolchain, files: tuple[File, ...], limits: Limits
+    ) -> str:
         h = hashlib.sha256()
-        for part in (language.name, toolchain.version, repr(language.compile), repr(limits.to_dict())):
+        for part in (
+            language.name,
+            toolchain.version,
+            repr(language.compile),
+            repr(limits.to_dict()),
+        ):
             h.update(part.encode())
             h.update(b"\0")
         for f in sorted(files, key=lambda f: f.path):
@@ -236,14 +243,15 @@ class Runner:
         # Tests get the artifacts plus the submission's other files (data files), but
         # not the sources the artifacts were built from.
         artifacts = tuple(
-            File(path, content, executable=True) for path, content in sorted(outcome.collected.items())
+            File(path, content, executable=True)
+            for path, content in sorted(outcome.collected.items())
         )
-        others = tuple(f for f in files if f.path != language.source and f.path not in outcome.collected)
+        others = tuple(
+            f for f in files if f.path != language.source and f.path not in outcome.collected
+        )
         return result, artifacts + others
 
-    def run_test(
-        self, prepared: Prepared, files: tuple[File, ...], test: TestCase
-    ) -> TestResult:
+    def run_test(self, prepared: Prepared, files: tuple[File, ...], test: TestCase) -> TestResult:
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
         argv = language.render(language.run, toolchain, sub.limits) + list(test.args)
         outcome = self.sandbox.run(
@@ -290,7 +298,9 @@ class Runner:
         else:
             files = self._files(prepared)
         tests = tuple(self.run_test(prepared, files, t) for t in sub.effective_tests)
-        verdict = next((t.verdict for t in tests if t.verdict is not Verdict.ACCEPTED), Verdict.ACCEPTED)
+        verdict = next(
+            (t.verdict for t in tests if t.verdict is not Verdict.ACCEPTED), Verdict.ACCEPTED
+        )
         return self._result(prepared, verdict, tests, compile_result, started, queue_time)
 
     def _result(
@@ -319,7 +329,10 @@ class Runner:
         sub = prepared.submission
         return {
             "language": prepared.language.name,
-            "toolchain": {"version": prepared.toolchain.version, "tools": dict(prepared.toolchain.tools)},
+            "toolchain": {
+                "version": prepared.toolchain.version,
+                "tools": dict(prepared.toolchain.tools),
+            },
             "compile_command": list(prepared.language.compile or ()),
             "run_command": list(prepared.language.run),
             "backend": {"name": self.sandbox.name, "version": self.sandbox.version},

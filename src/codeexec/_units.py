@@ -67,7 +67,9 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
     elif isinstance(value, str):
         match = re.match(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-z]*)\s*$", value.lower())
         if match is None or match.group(2) not in _DURATION_SUFFIXES:
-            raise LimitsError(f"{what}: cannot read {value!r} as a duration (e.g. 2, '1.5s', '500ms')")
+            raise LimitsError(
+                f"{what}: cannot read {value!r} as a duration (e.g. 2, '1.5s', '500ms')"
+            )
         seconds = float(match.group(1)) * _DURATION_SUFFIXES[match.group(2)]
     else:
         raise LimitsError(f"{what}: expected seconds, got {value!r}")

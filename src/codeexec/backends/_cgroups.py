@@ -14,6 +14,7 @@ killer struck. v1 uses cgroupspy's controllers; v2 uses the unified files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -174,15 +175,16 @@ class _SlotV1(Slot):
         self.memory = MemoryController(Node(dirs["memory"].encode()))
         self.cpuacct = CpuAcctController(Node(dirs["cpuacct"].encode()))
         self._pids_max = os.path.join(dirs["pids"], "pids.max")
-        self._has_memsw = os.path.exists(os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes"))
+        self._has_memsw = os.path.exists(
+            os.path.join(dirs["memory"], "memory.memsw.limit_in_bytes")
+        )
         self.procs_files = tuple(os.path.join(d, "cgroup.procs") for d in dirs.values())
         self._limit: int | None = None
         self._oom_before = 0
         self._baseline = 0
-        try:
+        # Not in the root memory cgroup, nor on every kernel.
+        with contextlib.suppress(OSError):
             self.memory.swappiness = 0
-        except OSError:  # the root memory cgroup, or a kernel without it
-            pass
 
     def set_limits(self, memory: int, pids: int) -> None:
         # The slot's server process lives here too; its few pages are part of the

@@ -16,7 +16,7 @@ Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
 
     server → host  {"op": "hello", "pid": <host pid of the server>, "warnings": [...]}
     server → host  {"op": "ready"}                         after setup and each reset
-    host → server  {"op": "run", argv, env, cwd, rlimits, network, uid, gid} + [stdin, stdout, stderr]
+    host → server  {"op": "run", argv, env, cwd, rlimits, network} + fds [stdin, stdout, stderr]
     server → host  {"op": "started"}  or  {"op": "exited", "spawn_error": "..."}
     host → server  {"op": "kill"}                          (during a run, any number)
     server → host  {"op": "exited", status, wall_time, utime, stime, maxrss}
@@ -92,7 +92,9 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(
         _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
@@ -151,8 +153,8 @@ class Server:
     def __init__(self, sock: socket.socket, config: dict, host_net: int | None) -> None:
         self.sock = sock
         self.isolated = config["isolated"]
-        self.uid = config.get("uid")
-        self.gid = config.get("gid")
+        self.uid: int | None = config.get("uid")
+        self.gid: int = config.get("gid") or 0
         self.workdir = config["workdir"]
         self.scratch_size = int(config["scratch_size"])
         self.host_net = host_net
@@ -431,7 +433,9 @@ def main() -> None:
         Server(sock, config, None).serve()
         return
     host_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)
+    unshare(
+        CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP
+    )
     pid = os.fork()
     if pid:
         # We stay outside the new pid namespace only to tell the host the server's

@@ -16,12 +16,12 @@ outside its run; leave no process and no scratch file behind when it ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from .._model import File, Limits
+from .._model import File, Limits, str_tuple
 
 __all__ = ["Capability", "RunOutcome", "RunRequest", "Sandbox"]
 
@@ -58,6 +58,10 @@ class Capability:
     )
 
 
+def _files(value: Iterable[File]) -> tuple[File, ...]:
+    return tuple(value)
+
+
 @attrs.frozen(kw_only=True)
 class RunRequest:
     """One program run: ``argv`` executed in a fresh work directory holding ``files``.
@@ -68,13 +72,13 @@ class RunRequest:
     needs to read (a backend that builds its own root file system mounts them).
     """
 
-    argv: tuple[str, ...] = attrs.field(converter=tuple)
-    files: tuple[File, ...] = attrs.field(default=(), converter=tuple)
+    argv: tuple[str, ...] = attrs.field(converter=str_tuple)
+    files: tuple[File, ...] = attrs.field(default=(), converter=_files)
     stdin: bytes = b""
     env: Mapping[str, str] = attrs.field(factory=dict)
     limits: Limits = attrs.field(factory=Limits)
-    collect: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    toolchain: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    collect: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
+    toolchain: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
 
 
 @attrs.frozen(kw_only=True)

@@ -39,7 +39,7 @@ from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
 from . import _cgroups
-from ._forkserver import MAX_MSG, recv, send
+from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,9 @@ class _Slot:
         for fd in fds:
             os.close(fd)
         if msg is None:
-            raise SandboxError(f"process sandbox server of slot {self.index} died: {self._stderr()}")
+            raise SandboxError(
+                f"process sandbox server of slot {self.index} died: {self._stderr()}"
+            )
         return msg
 
     def _stderr(self) -> str:
@@ -536,7 +538,9 @@ class ProcessSandbox:
                 # The slot's server is broken: restart it next time, report this run.
                 slot.stop()
                 if isinstance(exc, OSError) and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
-                    log.warning("process sandbox slot %d failed: %s", slot.index, exc, exc_info=True)
+                    log.warning(
+                        "process sandbox slot %d failed: %s", slot.index, exc, exc_info=True
+                    )
                 return RunOutcome(error=f"sandbox failure: {exc}")
         finally:
             self._pool.put(slot)

@@ -34,9 +34,7 @@ def fingerprint_document(
         "language": submission.language,
         "toolchain": toolchain_version,
         "code": None if submission.code is None else _digest(submission.code),
-        "files": sorted(
-            (f.path, _digest(f.content), f.executable) for f in submission.files
-        ),
+        "files": sorted((f.path, _digest(f.content), f.executable) for f in submission.files),
         "tests": [
             [
                 _digest(t.stdin),

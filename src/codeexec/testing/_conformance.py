@@ -297,8 +297,15 @@ except OSError:
 
     def test_host_filesystem_not_writable(self, executor: Executor) -> None:
         name = f"codeexec-probe-{secrets.token_hex(8)}"
-        targets = [f"/tmp/{name}", f"/var/tmp/{name}", f"/dev/shm/{name}", f"/{name}",
-                   f"/etc/{name}", f"/usr/{name}", str(Path.home() / name)]
+        targets = [
+            f"/tmp/{name}",
+            f"/var/tmp/{name}",
+            f"/dev/shm/{name}",
+            f"/{name}",
+            f"/etc/{name}",
+            f"/usr/{name}",
+            str(Path.home() / name),
+        ]
         code = f"""
 import os
 for path in {targets!r}:
@@ -327,7 +334,8 @@ for path in ["left-{token}", "/tmp/left-{token}", "/dev/shm/left-{token}"]:
 """
         look = f"""
 import os
-hits = [p for p in ["left-{token}", "/tmp/left-{token}", "/dev/shm/left-{token}"] if os.path.exists(p)]
+paths = ["left-{token}", "/tmp/left-{token}", "/dev/shm/left-{token}"]
+hits = [p for p in paths if os.path.exists(p)]
 print(hits)
 """
         for _ in range(3):
@@ -358,7 +366,9 @@ print("parent done")
             time.sleep(0.05)
         assert not _host_processes_with(marker), "a process outlived its run"
 
-    def test_concurrent_runs_cannot_signal_each_other(self, sandbox: Any, executor: Executor) -> None:
+    def test_concurrent_runs_cannot_signal_each_other(
+        self, sandbox: Any, executor: Executor
+    ) -> None:
         if sandbox.concurrency < 2:
             pytest.skip("one run at a time: nothing concurrent to signal")
         victim_code = "import time\ntime.sleep(2)\nprint('alive')"
