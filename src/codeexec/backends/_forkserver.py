@@ -16,11 +16,13 @@ Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
 
     server → host  {"op": "hello", "pid": <host pid of the server>, "warnings": [...]}
     server → host  {"op": "ready"}                         after setup and each reset
-    host → server  {"op": "run", argv, env, cwd, rlimits, network} + fds [stdin, stdout, stderr]
+    host → server  {"op": "run", argv, env, cwd, rlimits, network, keep}
+                   + fds [stdin, stdout, stderr]
     server → host  {"op": "started"}  or  {"op": "exited", "spawn_error": "..."}
     host → server  {"op": "kill"}                          (during a run, any number)
     server → host  {"op": "exited", status, wall_time, utime, stime, maxrss}
-    host → server  {"op": "reset"}                         wipe scratch; answered by "ready"
+    server → host  {"op": "ready"}                         after "exited", unless "keep"
+    host → server  {"op": "reset"}                         wipe scratch (after "keep"); "ready"
 
 The server exits when the host closes the socket (the host process died or closed).
 """
@@ -73,7 +75,8 @@ _MOUNT_OPTION_FLAGS = {
     "strictatime": MS_STRICTATIME,
 }
 SCRATCH_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
-MAX_MSG = 1 << 20
+#: Largest control message (argv and environment of one run).
+MAX_MSG = 1 << 16
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -161,6 +164,11 @@ class Server:
         self.mounted: set[str] = set()
         self.spare: tuple[int, socket.socket, int] | None = None
         self.prefork_network = False
+        self.hard_limits: dict[int, int] = {}
+        #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
+        #: handing them to a pre-forked spare (everywhere else).
+        self.spawner = bool(config.get("spawner")) and self.isolated and self.uid is not None
+        self.own_net: int | None = None
 
     # ----------------------------------------------------------------- scratch
 
@@ -181,19 +189,34 @@ class Server:
         if self.isolated:
             for target in self.mounted:
                 _empty_dir(target)
-            # SysV and POSIX IPC objects of the last run go with its namespace.
-            unshare(CLONE_NEWIPC)
+            # The last run's SysV IPC objects go (POSIX queues cannot be made at all:
+            # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run.
+            _remove_sysv_ipc()
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.gid)
-        if self.spare is None:
+        if self.spare is None and not self.spawner:
             self.prefork()
 
     # ----------------------------------------------------------------- runs
 
     def serve(self) -> None:
+        # Once for every run to inherit: an empty capability bounding set (this
+        # server keeps the capabilities it holds, but no exec below it can gain any)
+        # and no_new_privs (setuid binaries and file capabilities are inert).
+        if os.geteuid() == 0:
+            prctl.capbset.limit()
+        prctl.set_no_new_privs(True)
+        # The run's rlimits may only be lowered, never raised above ours.
+        self.hard_limits = {res: resource.getrlimit(res)[1] for res in _RLIMITS}
+        if self.spawner:
+            self.become_spawner()
+        # SCHED_BATCH: waking up for bookkeeping (a reset after a run) must not
+        # preempt the host's thread; the spare returns to SCHED_OTHER for the run.
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
         if self.isolated:
             self.mount_scratch()
         self.reset()
@@ -205,6 +228,10 @@ class Server:
             op = msg.get("op")
             if op == "run":
                 self.run(msg, fds)
+                if not msg.get("keep"):
+                    # Nothing to collect: wipe at once, while the host finishes up.
+                    self.reset()
+                    send(self.sock, {"op": "ready"})
             elif op == "reset":
                 self.reset()
                 send(self.sock, {"op": "ready"})
@@ -229,7 +256,110 @@ class Server:
         os.close(err_w)
         self.spare = (pid, ours, err_r)
 
+    def become_spawner(self) -> None:
+        """Prepare to start runs with posix_spawn (a vfork: no copy of this server).
+
+        The real and saved uid/gid become the slot's while the effective ones stay root, so
+        POSIX_SPAWN_RESETIDS hands the child exactly the slot's uid and gid (the
+        exec makes them its saved ids too). That lets processes of the slot signal
+        us, and only us: as pid 1 of the namespace we receive no signal from inside
+        it that we have no handler for, and we keep none.
+
+        Our own hard rlimits become the sandbox-wide ceilings. A run starts with its
+        own soft limits (we lower ours around the spawn) and gets its hard limits by
+        prlimit(2) right after: only a program that raises its soft limits within
+        those microseconds gains anything, and no more than these ceilings and the
+        slot's cgroup allow.
+        """
+        assert self.uid is not None
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Python's only handler: drop it
+        # Our own CPU time passes a run's soft CPU limit while we spawn it.
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        for res, value in (
+            (resource.RLIMIT_FSIZE, self.scratch_size),
+            (resource.RLIMIT_CORE, 0),
+            (resource.RLIMIT_MEMLOCK, 0),
+            (resource.RLIMIT_MSGQUEUE, 0),
+            (resource.RLIMIT_NOFILE, 1024),
+            (resource.RLIMIT_NPROC, 4096),
+        ):
+            hard = min(value, self.hard_limits.get(res, resource.RLIM_INFINITY))
+            resource.setrlimit(res, (hard, hard))
+            self.hard_limits[res] = hard
+        self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        # Saved ids too: between vfork's return and the exec's new credentials the
+        # child still has ours, and prlimit(2) on it must already be allowed then.
+        os.setgroups([])
+        os.setresgid(self.gid, 0, self.gid)
+        os.setresuid(self.uid, 0, self.uid)
+
+    def spawn(self, msg: dict, fds: list[int]) -> int:
+        """Start the run's program with posix_spawn; returns its pid (OSError if not)."""
+        stdin, stdout, stderr = fds
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin, 0),
+            (os.POSIX_SPAWN_DUP2, stdout, 1),
+            (os.POSIX_SPAWN_DUP2, stderr, 2),
+            (os.POSIX_SPAWN_CLOSE, stdin),
+            (os.POSIX_SPAWN_CLOSE, stdout),
+            (os.POSIX_SPAWN_CLOSE, stderr),
+        ]
+        network = bool(msg.get("network")) and self.host_net is not None
+        limits = []
+        for res, soft, hard in msg["rlimits"]:
+            cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
+            if cur != resource.RLIM_INFINITY:
+                soft, hard = min(soft, cur), min(hard, cur)
+            limits.append((res, soft, hard, cur))
+        for res, soft, _, cur in limits:
+            resource.setrlimit(res, (soft, cur))  # the child inherits these
+        if network:
+            setns(self.host_net, CLONE_NEWNET)  # type: ignore[arg-type]
+        try:
+            pid = os.posix_spawn(
+                msg["argv"][0],
+                msg["argv"],
+                msg["env"],
+                file_actions=actions,
+                setsid=True,
+                resetids=True,
+                # Python ignores SIGPIPE and SIGXFSZ, we ignore SIGINT and SIGXCPU;
+                # ignored signals would stay ignored across exec.
+                setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU),
+                scheduler=(os.SCHED_OTHER, os.sched_param(0)),
+            )
+        finally:
+            if network:
+                setns(self.own_net, CLONE_NEWNET)  # type: ignore[arg-type]
+            for res, _, _, cur in limits:
+                resource.setrlimit(res, (cur, cur))
+        for res, soft, hard, _ in limits:
+            with contextlib.suppress(ProcessLookupError):  # it may be done already
+                resource.prlimit(pid, res, (soft, hard))
+        # Within the slot's cgroup the OOM killer must pick the run, never us.
+        with contextlib.suppress(OSError):
+            fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, b"1000")
+            finally:
+                os.close(fd)
+        return pid
+
     def run(self, msg: dict, fds: list[int]) -> None:
+        if self.spawner:
+            os.chdir(msg["cwd"])
+            started = time.monotonic()
+            try:
+                pid = self.spawn(msg, fds)
+            except OSError as exc:
+                self.kill_all()
+                send(self.sock, {"op": "exited", "spawn_error": f"{exc}"})
+                return
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            self.wait(pid, started, time.monotonic())
+            return
         if msg.get("network") and self.isolated:
             # Joining the host's network namespace needs privileges the spare has
             # already dropped: this run gets a process of its own.
@@ -257,6 +387,10 @@ class Server:
             self.kill_all()
             send(self.sock, {"op": "exited", "spawn_error": error.decode(errors="replace")})
             return
+        self.wait(pid, started, spawned)
+
+    def wait(self, pid: int, started: float, spawned: float) -> None:
+        """Wait for the run's main process (serving kills meanwhile), then end the run."""
         send(self.sock, {"op": "started"})
         pidfd = os.pidfd_open(pid)
         try:
@@ -341,19 +475,18 @@ class Server:
             os.write(fd, b"1000")
             os.close(fd)
             os.setsid()
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
             if self.uid is not None:
-                prctl.capbset.limit()  # empty bounding set: no capability ever again
                 os.setgroups([])
                 os.setresgid(self.gid, self.gid, self.gid)
                 os.setresuid(self.uid, self.uid, self.uid)
             # After the uid change: changing credentials clears the death signal.
             prctl.set_pdeathsig(signal.SIGKILL)
-            prctl.set_no_new_privs(True)
-            # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive exec:
-            # the program must get the default of every signal.
-            for sig in range(1, signal.NSIG):
-                with contextlib.suppress(OSError, ValueError):
-                    signal.signal(sig, signal.SIG_DFL)
+            # Python ignores these, and an ignored signal stays ignored across exec;
+            # handlers (SIGINT's) are reset by exec itself.
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
             msg, fds = recv(control)
             if msg is None:
                 os._exit(0)
@@ -361,7 +494,7 @@ class Server:
                 os.dup2(fd, target)
             for res, soft, hard in msg["rlimits"]:
                 # Lowering needs no privilege; raising a hard limit would.
-                _, cur = resource.getrlimit(res)
+                cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
                 if cur != resource.RLIM_INFINITY:
                     soft, hard = min(soft, cur), min(hard, cur)
                 resource.setrlimit(res, (soft, hard))
@@ -373,6 +506,41 @@ class Server:
             with contextlib.suppress(OSError):
                 os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
         os._exit(127)
+
+
+_RLIMITS = (
+    resource.RLIMIT_CPU,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_CORE,
+    resource.RLIMIT_STACK,
+    resource.RLIMIT_NOFILE,
+    resource.RLIMIT_MEMLOCK,
+    resource.RLIMIT_MSGQUEUE,
+    resource.RLIMIT_NPROC,
+    resource.RLIMIT_AS,
+)
+IPC_RMID = 0
+# /proc/sysvipc file → the libc call that removes one of its objects by id.
+_SYSV_IPC = {
+    "shm": lambda ident: _libc.shmctl(ident, IPC_RMID, None),
+    "sem": lambda ident: _libc.semctl(ident, 0, IPC_RMID),
+    "msg": lambda ident: _libc.msgctl(ident, IPC_RMID, None),
+}
+
+
+def _remove_sysv_ipc() -> None:
+    """Remove every SysV shared memory segment, semaphore set and message queue of
+    this IPC namespace (the slot's own)."""
+    for kind, remove in _SYSV_IPC.items():
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1:
+                remove(int(fields[1]))
 
 
 def _empty_dir(path: str) -> None:
@@ -416,9 +584,6 @@ def _reap(block: bool) -> None:
 def main() -> None:
     config = json.loads(sys.argv[1])
     sock = socket.socket(fileno=config["fd"])
-    # Ignore terminal signals a shell might send the whole process group.
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTSTP, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
     root = os.geteuid() == 0
     for path in config.get("cgroup_procs", ()):
         with open(path, "w") as f:

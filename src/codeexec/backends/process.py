@@ -27,7 +27,7 @@ import math
 import os
 import queue
 import resource
-import selectors
+import select
 import socket
 import subprocess
 import sys
@@ -66,6 +66,7 @@ class _Slot:
         self.sock: socket.socket | None = None
         self.pid = 0
         self.ready = False
+        self.run_sent = False
         self.host_workdir = ""
         self.workdir = ""
 
@@ -87,6 +88,9 @@ class _Slot:
             "scratch_size": sb._scratch_size,
             "cgroup_procs": list(self.cgroup.procs_files) if self.cgroup else [],
             "fd": server.fileno(),
+            # posix_spawn needs the cgroup: what a run forks before its rlimits
+            # are applied is held by the cgroup's limits instead.
+            "spawner": isolated and self.cgroup is not None and sb._spawner,
         }
         try:
             self.proc = subprocess.Popen(
@@ -177,10 +181,13 @@ class _Slot:
         except OSError as exc:
             self._reset()
             return RunOutcome(error=f"could not write the work files: {exc}")
+        self.run_sent = False
         try:
             return self._execute(request)
         finally:
-            if self.sock is not None:
+            # The server wipes the scratch on its own after a run, unless it was
+            # asked to keep it for collecting files, or never got the run at all.
+            if self.sock is not None and (request.collect or not self.run_sent):
                 with contextlib.suppress(OSError):
                     send(self.sock, {"op": "reset"})
 
@@ -248,8 +255,10 @@ class _Slot:
                 "cwd": self.workdir,
                 "rlimits": self._rlimits(request),
                 "network": limits.network,
+                "keep": bool(request.collect),
             }
             send(self.sock, msg, [stdin, out_w, err_w])
+            self.run_sent = True
         finally:
             for fd in (stdin, out_w, err_w):
                 os.close(fd)
@@ -262,10 +271,11 @@ class _Slot:
     def _supervise(self, request: RunRequest, out_r: int, err_r: int) -> RunOutcome:
         limits = request.limits
         assert self.sock is not None
-        sel = selectors.DefaultSelector()
-        sel.register(out_r, selectors.EVENT_READ, "stdout")
-        sel.register(err_r, selectors.EVENT_READ, "stderr")
-        sel.register(self.sock, selectors.EVENT_READ, "control")
+        # poll, not selectors: no epoll fd to create and close per run.
+        poller = select.poll()
+        names = {out_r: "stdout", err_r: "stderr", self.sock.fileno(): "control"}
+        for fd in names:
+            poller.register(fd, select.POLLIN)
         chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
         truncated = {"stdout": False, "stderr": False}
         kept = 0
@@ -306,18 +316,18 @@ class _Slot:
                         log.warning("slot %d: output pipes still open after the run", self.index)
                         break
                     timeout = drain_deadline - now
-                for key, _ in sel.select(timeout):
-                    name = key.data
+                for fd, _ in poller.poll(timeout * 1000):
+                    name = names[fd]
                     if name == "control":
                         msg = self._recv()
                         if msg.get("op") == "exited":
                             exited = msg
-                            sel.unregister(self.sock)
+                            poller.unregister(fd)
                             drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
                         continue
-                    data = os.read(key.fd, _READ_CHUNK)
+                    data = os.read(fd, _READ_CHUNK)
                     if not data:
-                        sel.unregister(key.fd)
+                        poller.unregister(fd)
                         open_pipes -= 1
                         continue
                     room = limits.output - kept
@@ -331,8 +341,6 @@ class _Slot:
         except SandboxError:
             self.stop()
             raise
-        finally:
-            sel.close()
         assert exited is not None
         stdout, stderr = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
         if "spawn_error" in exited:
@@ -420,6 +428,8 @@ class ProcessSandbox:
     :param scratch_size: size of each run's tmpfs /tmp (which holds the work dir),
         /var/tmp and /dev/shm; also counted against the run's memory limit.
     :param isolate: force (True) or forbid (False) namespaces; default: when root.
+    :param spawner: start runs with posix_spawn where the host allows it (isolated,
+        with cgroups); False always hands runs to a pre-forked copy of the server.
     """
 
     name = "process"
@@ -431,11 +441,13 @@ class ProcessSandbox:
         uid_base: int = DEFAULT_UID_BASE,
         scratch_size: int | str = "256M",
         isolate: bool | None = None,
+        spawner: bool = True,
     ) -> None:
         self._slots_wanted = slots or cpu_count()
         if self._slots_wanted < 1:
             raise ValueError("slots must be at least 1")
         self._uid_base = uid_base
+        self._spawner = spawner
         self._scratch_size = parse_size(scratch_size, what="scratch_size")
         self._root = os.geteuid() == 0
         self._missing: dict[str, str] = {}
