@@ -4,8 +4,8 @@ The floor is what a program costs with no sandbox at all: a bare
 ``subprocess.run([python3, "-B", "-E", "-s", "-c", "print(1)"])`` from the same process
 (the flags the python language runs with). Samples alternate between floor and sandbox
 so drift on a shared machine hits both alike: latency compares medians, throughput
-compares batches run in alternating rounds. Prints ratios (targets from the core issue in brackets) and
-writes the numbers to ``benchmarks/out/process.json``.
+compares batches run in alternating rounds. Prints ratios (targets from the core issue
+in brackets) and writes the numbers to ``benchmarks/out/process.json``.
 
     .venv/bin/python benchmarks/bench_process.py [--runs 60] [--batch 400]
 """
