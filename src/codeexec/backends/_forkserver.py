@@ -75,6 +75,7 @@ _MOUNT_OPTION_FLAGS = {
     "strictatime": MS_STRICTATIME,
 }
 SCRATCH_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+HIDDEN_MOUNTS = ("/run", "/var/run")
 #: Largest control message (argv and environment of one run).
 MAX_MSG = 1 << 16
 
@@ -173,12 +174,19 @@ class Server:
     # ----------------------------------------------------------------- scratch
 
     def mount_scratch(self) -> None:
-        """Private tmpfs mounts for /tmp (which holds the work dir), /var/tmp, /dev/shm."""
+        """Private tmpfs mounts for /tmp (which holds the work dir), /var/tmp, /dev/shm,
+        and an empty read-only /run: the host's daemons listen on unix sockets there
+        (a database, D-Bus, journald), and a socket on a read-only mount still
+        accepts connections. A net namespace does not cover path-named sockets."""
         opts = f"size={self.scratch_size},mode=1777"
         for target in SCRATCH_MOUNTS:
             if os.path.isdir(target):
                 mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
                 self.mounted.add(target)
+        for target in HIDDEN_MOUNTS:
+            if os.path.isdir(target) and not os.path.islink(target):
+                flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
+                mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=755")
 
     def reset(self) -> None:
         """Give the next run an empty work dir, empty scratch mounts and IPC namespace.

@@ -21,6 +21,7 @@ isolation is never skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -261,6 +262,43 @@ print("\\n".join(found))
         finally:
             del os.environ["CODEEXEC_CONFORMANCE_SECRET"]
             secret_file.unlink()
+
+    def test_host_unix_sockets_unreachable(self, executor: Executor) -> None:
+        # Host daemons listen on path-named sockets (a database in /run/postgresql,
+        # D-Bus, journald): no network namespace covers those.
+        name = f"codeexec-conformance-{secrets.token_hex(6)}.sock"
+        paths = [f"/run/{name}", f"/tmp/{name}"]
+        listeners = []
+        try:
+            for path in paths:
+                listener = socket.socket(socket.AF_UNIX)
+                listener.bind(path)
+                os.chmod(path, 0o777)
+                listener.listen(4)
+                listener.settimeout(0.1)
+                listeners.append(listener)
+            code = f"""
+import socket
+for path in {paths!r}:
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        print("connected", path)
+    except OSError as e:
+        print("blocked", path, e.errno)
+"""
+            result = self.run_code(executor, "python", code)
+            out = result.tests[0].stdout
+            assert "connected" not in out and out.count("blocked") == 2, out
+            for listener in listeners:
+                with pytest.raises(TimeoutError):
+                    listener.accept()
+        finally:
+            for listener in listeners:
+                listener.close()
+            for path in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
     def test_host_processes_invisible(self, executor: Executor) -> None:
         marker = f"codeexec-marker-{secrets.token_hex(8)}"
