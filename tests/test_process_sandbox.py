@@ -121,3 +121,47 @@ def test_missing_program_is_an_internal_error():
     with ProcessSandbox(slots=1) as sb:
         outcome = sb.run(RunRequest(argv=["/no/such/program"], env=ENV))
     assert outcome.error and "/no/such/program" in outcome.error
+
+
+NOT_ROOT_SCRIPT = """
+import json, codeexec
+from codeexec.backends.process import ProcessSandbox
+with ProcessSandbox(slots=1) as sb, codeexec.Executor(sb) as ex:
+    limits = {"cpu_time": 1, "memory": "128M"}
+    ok = ex.run(codeexec.Submission(language="python", code="print(6 * 7)"))
+    loop = ex.run(codeexec.Submission(language="python", code="while 1: pass", limits=limits))
+    print(json.dumps({
+        "missing": dict(sb.missing),
+        "ok": [ok.verdict.value, ok.tests[0].stdout],
+        "loop": [loop.verdict.value, loop.tests[0].time_limit, loop.tests[0].wall_time],
+    }))
+"""
+
+
+def test_not_root_runs_and_says_what_it_lacks():
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    setpriv = shutil.which("setpriv")
+    as_nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", "import codeexec"], cwd="/")
+    if probe.returncode != 0:
+        pytest.skip("uid 65534 cannot read this checkout's virtualenv")
+    proc = subprocess.run(
+        [*as_nobody, sys.executable, "-c", NOT_ROOT_SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd="/",
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    for capability in ("memory_cgroup", "pid_namespace", "uid_isolation", "kill_all"):
+        assert capability in report["missing"], report["missing"]
+    assert "RLIMIT_AS" in report["missing"]["memory_cgroup"]
+    assert report["ok"] == ["accepted", "42\n"]
+    verdict, which, wall = report["loop"]
+    assert (verdict, which) == ("time_limit_exceeded", "cpu")
+    assert wall < 2.5

@@ -51,7 +51,11 @@ def classify(
         )
     if outcome.oom_killed:
         return Verdict.MEMORY_LIMIT_EXCEEDED, None, "killed by the OOM killer at the memory limit"
-    if outcome.killed_for == "cpu" or outcome.cpu_time > limits.cpu_time:
+    if (
+        outcome.killed_for == "cpu"
+        or outcome.cpu_time > limits.cpu_time
+        or outcome.signal == _signal.SIGXCPU
+    ):
         return (
             Verdict.TIME_LIMIT_EXCEEDED,
             "cpu",

@@ -217,10 +217,13 @@ class _Slot:
         limits = request.limits
         # RLIMIT_CPU is whole seconds and per process: only a backstop behind the
         # cgroup's precise, all-process accounting polled below.
-        cpu = math.ceil(limits.cpu_time) + 1
+        cpu = math.ceil(limits.cpu_time)
+        # With a cgroup, CPU is polled precisely and this is a backstop; without one
+        # it is all there is: SIGXCPU at the soft limit, SIGKILL a second later.
+        cpu_soft = cpu + 1 if self.cgroup is not None else cpu
         stack = min(limits.memory, 256 * 1024 * 1024)
         out = [
-            (resource.RLIMIT_CPU, cpu, cpu),
+            (resource.RLIMIT_CPU, cpu_soft, cpu + 1),
             (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
             (resource.RLIMIT_CORE, 0, 0),
             (resource.RLIMIT_STACK, stack, stack),
@@ -470,8 +473,18 @@ class ProcessSandbox:
                 raise SandboxUnavailableError("process", reason)
         self._cgroups, cg_reason = _cgroups.detect() if self._root else (None, "not root")
         if self._cgroups is None:
-            for cap in (Capability.MEMORY_CGROUP, Capability.CPU_ACCOUNTING, Capability.PIDS_LIMIT):
-                self._missing[cap] = cg_reason
+            self._missing[Capability.MEMORY_CGROUP] = (
+                f"no cgroup ({cg_reason}): memory is capped per process (RLIMIT_AS)"
+            )
+            self._missing[Capability.CPU_ACCOUNTING] = (
+                f"no cgroup ({cg_reason}): CPU time is per process (RLIMIT_CPU, whole"
+                " seconds) and what orphans use is not counted"
+            )
+            self._missing[Capability.PIDS_LIMIT] = (
+                f"no cgroup ({cg_reason}): processes are capped per uid (RLIMIT_NPROC)"
+                if self._root
+                else f"no cgroup ({cg_reason}): processes are not capped"
+            )
         if not self._isolated:
             why = "not root" if not self._root else "isolate=False"
             for cap in (
