@@ -401,13 +401,13 @@ def _decode(data: bytes | str) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class TestResult:
-    """The outcome of one test. Output is decoded as UTF-8 (invalid bytes replaced)."""
+class Measured:
+    """What a sandbox measured of one program run (a test's or the compiler's).
 
-    __test__ = False
+    Output is decoded as UTF-8, invalid bytes replaced; times in seconds, memory in
+    bytes (the peak of all the run's processes together).
+    """
 
-    name: str | None = None
-    verdict: Verdict = attrs.field(converter=Verdict)
     exit_code: int | None = None
     signal: int | None = None
     cpu_time: float = 0.0
@@ -415,6 +415,16 @@ class TestResult:
     memory_peak: int = 0
     stdout: str = attrs.field(default="", converter=_decode)
     stderr: str = attrs.field(default="", converter=_decode)
+
+
+@attrs.frozen(kw_only=True)
+class TestResult(Measured):
+    """The outcome of one test."""
+
+    __test__ = False
+
+    name: str | None = None
+    verdict: Verdict = attrs.field(converter=Verdict)
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     #: ``"cpu"`` or ``"wall"`` when the verdict is a time limit, else None.
@@ -433,17 +443,10 @@ class TestResult:
 
 
 @attrs.frozen(kw_only=True)
-class CompileResult:
+class CompileResult(Measured):
     """The outcome of the compile step; ``ok`` False gives ``compilation_error``."""
 
     ok: bool
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_time: float = 0.0
-    wall_time: float = 0.0
-    memory_peak: int = 0
-    stdout: str = attrs.field(default="", converter=_decode)
-    stderr: str = attrs.field(default="", converter=_decode)
     #: The artifact came from an earlier compile of the same source.
     cached: bool = False
     message: str = ""

@@ -12,6 +12,7 @@ import signal as _signal
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 from cachetools import LRUCache
@@ -82,6 +83,19 @@ def classify(
     if check.ok:
         return Verdict.ACCEPTED, None, check.message
     return Verdict.WRONG_ANSWER, None, check.message
+
+
+def _measured(outcome: RunOutcome) -> dict[str, Any]:
+    """The fields of :class:`~codeexec._model.Measured` from a sandbox's outcome."""
+    return {
+        "exit_code": outcome.exit_code,
+        "signal": outcome.signal,
+        "cpu_time": outcome.cpu_time,
+        "wall_time": outcome.wall_time,
+        "memory_peak": outcome.memory_peak,
+        "stdout": outcome.stdout,
+        "stderr": outcome.stderr,
+    }
 
 
 class ArtifactCache:
@@ -231,19 +245,10 @@ class Runner:
             message = "sandbox failure"
         elif verdict is not Verdict.ACCEPTED:
             message = f"compiler: {verdict.value.replace('_', ' ')} ({message})"
-        result = CompileResult(
-            ok=ok,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            cpu_time=outcome.cpu_time,
-            wall_time=outcome.wall_time,
-            memory_peak=outcome.memory_peak,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr
-            if verdict is not Verdict.INTERNAL_ERROR
-            else (outcome.error or "").encode(),
-            message=message,
-        )
+        measured = _measured(outcome)
+        if verdict is Verdict.INTERNAL_ERROR:
+            measured["stderr"] = outcome.error or ""
+        result = CompileResult(ok=ok, message=message, **measured)
         # Tests get the artifacts plus the submission's other files (data files), but
         # not the sources the artifacts were built from.
         artifacts = tuple(
@@ -272,13 +277,7 @@ class Runner:
         return TestResult(
             name=test.name,
             verdict=verdict,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            cpu_time=outcome.cpu_time,
-            wall_time=outcome.wall_time,
-            memory_peak=outcome.memory_peak,
-            stdout=outcome.stdout,
-            stderr=outcome.stderr,
+            **_measured(outcome),
             stdout_truncated=outcome.stdout_truncated,
             stderr_truncated=outcome.stderr_truncated,
             time_limit=time_limit,
