@@ -67,4 +67,5 @@ def test_languages_and_doctor():
     report = json.loads(proc.stdout)
     process = report["backends"]["process"]
     assert process["available"] and process["isolated"], process
+    assert process["self_test"] == "ok"
     assert "seccomp" in process["missing"]

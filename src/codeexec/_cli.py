@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -162,6 +163,18 @@ def _cmd_languages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _self_test(sandbox: Any) -> str:
+    """Run one trivial program: "ok", or what went wrong."""
+    from .backends import RunRequest
+
+    outcome = sandbox.run(
+        RunRequest(argv=[shutil.which("true") or "/bin/true"], env={"PATH": "/usr/bin:/bin"})
+    )
+    if outcome.error:
+        return str(outcome.error)
+    return "ok" if outcome.exit_code == 0 else f"exit code {outcome.exit_code}"
+
+
 def doctor_report() -> dict[str, Any]:
     """What works on this host: each backend, its protections, and why not."""
     from .backends import available_sandboxes, get_sandbox
@@ -183,6 +196,7 @@ def doctor_report() -> dict[str, Any]:
                 "capabilities": sorted(caps),
                 "missing": dict(sandbox.missing),
                 "isolated": caps >= Capability.ISOLATION,
+                "self_test": _self_test(sandbox),
             }
         finally:
             sandbox.close()
@@ -202,6 +216,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
             continue
         state = "fully isolated" if info["isolated"] else "NOT fully isolated"
         print(f"backend {name}: {info['version']}, {info['concurrency']} slots, {state}")
+        print(f"  self test: {info['self_test']}")
         for cap in info["capabilities"]:
             print(f"  ok       {cap}")
         for cap, why in info["missing"].items():

@@ -20,6 +20,7 @@ from ._errors import LimitsError, SubmissionError
 from ._units import parse_duration, parse_size
 
 __all__ = [
+    "MAX_ARGS_BYTES",
     "MAX_FILES_BYTES",
     "MAX_TESTS",
     "CompileResult",
@@ -36,6 +37,8 @@ __all__ = [
 MAX_TESTS = 4096
 #: The files of one submission (code included) may add up to at most this many bytes.
 MAX_FILES_BYTES = 32 * 1024 * 1024
+#: A test's extra argv may add up to at most this many bytes.
+MAX_ARGS_BYTES = 16 * 1024
 
 
 class Verdict(enum.StrEnum):
@@ -257,6 +260,8 @@ def _args(value: object) -> tuple[str, ...]:
     for arg in value:
         if not isinstance(arg, str) or "\x00" in arg:
             raise SubmissionError(f"each arg must be a string without NUL bytes, got {arg!r}")
+    if sum(len(arg.encode()) + 1 for arg in value) > MAX_ARGS_BYTES:
+        raise SubmissionError(f"args add up to more than {MAX_ARGS_BYTES} bytes")
     return tuple(value)
 
 

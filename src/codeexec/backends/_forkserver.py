@@ -76,6 +76,7 @@ _MOUNT_OPTION_FLAGS = {
 }
 SCRATCH_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
 HIDDEN_MOUNTS = ("/run", "/var/run")
+SCRATCH_INODES = 16384
 #: Largest control message (argv and environment of one run).
 MAX_MSG = 1 << 16
 
@@ -178,7 +179,8 @@ class Server:
         and an empty read-only /run: the host's daemons listen on unix sockets there
         (a database, D-Bus, journald), and a socket on a read-only mount still
         accepts connections. A net namespace does not cover path-named sockets."""
-        opts = f"size={self.scratch_size},mode=1777"
+        # nr_inodes bounds what the next reset has to delete.
+        opts = f"size={self.scratch_size},nr_inodes={SCRATCH_INODES},mode=1777"
         for target in SCRATCH_MOUNTS:
             if os.path.isdir(target):
                 mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)

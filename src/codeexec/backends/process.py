@@ -52,6 +52,8 @@ _READ_CHUNK = 1 << 16
 DEFAULT_UID_BASE = 61_000
 #: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
 _DRAIN_TIMEOUT = 2.0
+#: Longest a slot server may take to start or to wipe a run's scratch.
+_SERVER_TIMEOUT = 60.0
 
 
 class _Slot:
@@ -115,7 +117,16 @@ class _Slot:
         self.wait_ready()
 
     def _expect(self, op: str) -> dict:
+        """The next message, which must be ``op``; a server silent for
+        ``_SERVER_TIMEOUT`` seconds is broken (SandboxError, the slot restarts)."""
+        assert self.sock is not None
         while True:
+            ready, _, _ = select.select([self.sock], [], [], _SERVER_TIMEOUT)
+            if not ready:
+                raise SandboxError(
+                    f"process sandbox server of slot {self.index} did not answer"
+                    f" within {_SERVER_TIMEOUT}s (waiting for {op!r})"
+                )
             msg = self._recv()
             if msg.get("op") == "warnings":
                 for warning in msg["warnings"]:
