@@ -37,11 +37,11 @@ def test_run_gets_its_rlimits(spawner):
     soft = {name: pair[0] for name, pair in limits_of(first.stdout.decode()).items()}
     assert soft["Max cpu time"] == "4"
     assert soft["Max file size"] == str(2**20)
-    assert soft["Max processes"] == "20"
+    assert soft["Max processes"] == "21"
     rows = limits_of(later.stdout.decode())
     assert rows["Max cpu time"] == ("4", "4")
     assert rows["Max file size"] == (str(2**20), str(2**20))
-    assert rows["Max processes"] == ("20", "20")
+    assert rows["Max processes"] == ("21", "21")  # the slot's server shares the uid
     assert rows["Max core file size"] == ("0", "0")
     assert rows["Max open files"] == ("1024", "1024")
 

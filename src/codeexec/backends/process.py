@@ -200,7 +200,7 @@ class _Slot:
             # asked to keep it for collecting files, or never got the run at all.
             if self.sock is not None and (request.collect or not self.run_sent):
                 with contextlib.suppress(OSError):
-                    send(self.sock, {"op": "reset"})
+                    self._reset()
 
     def _reset(self) -> None:
         assert self.sock is not None
@@ -218,19 +218,16 @@ class _Slot:
             mode = 0o755 if file.executable else 0o644
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
             try:
-                view = memoryview(file.content)
-                while view:
-                    view = view[os.write(fd, view) :]
+                _write_all(fd, file.content)
             finally:
                 os.close(fd)
 
     def _rlimits(self, request: RunRequest) -> list[tuple[int, int, int]]:
         limits = request.limits
-        # RLIMIT_CPU is whole seconds and per process: only a backstop behind the
-        # cgroup's precise, all-process accounting polled below.
+        # RLIMIT_CPU is whole seconds and per process. With a cgroup, whose
+        # all-process CPU time is polled precisely, it is a backstop; without one it
+        # is all there is: SIGXCPU at the soft limit, SIGKILL a second later.
         cpu = math.ceil(limits.cpu_time)
-        # With a cgroup, CPU is polled precisely and this is a backstop; without one
-        # it is all there is: SIGXCPU at the soft limit, SIGKILL a second later.
         cpu_soft = cpu + 1 if self.cgroup is not None else cpu
         stack = min(limits.memory, 256 * 1024 * 1024)
         out = [
@@ -243,8 +240,9 @@ class _Slot:
             (resource.RLIMIT_MSGQUEUE, 0, 0),
         ]
         if self.uid is not None:
-            # The uid is this slot's alone, so this counts only this run's tasks.
-            out.append((resource.RLIMIT_NPROC, limits.pids, limits.pids))
+            # The uid is this slot's alone, so this counts only this run's tasks and
+            # the slot's server (its real uid is the slot's too, for posix_spawn).
+            out.append((resource.RLIMIT_NPROC, limits.pids + 1, limits.pids + 1))
         if self.cgroup is None:
             # No cgroup: the per-process address-space cap is all there is.
             out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
