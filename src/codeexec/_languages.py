@@ -77,11 +77,11 @@ class Language:
         argv[0] = toolchain.tools.get(argv[0], argv[0])
         return argv
 
-    def run_env(self, workdir: str) -> dict[str, str]:
-        """The scrubbed environment a program of this language runs with."""
+    def run_env(self) -> dict[str, str]:
+        """The scrubbed environment a program of this language runs with (the sandbox
+        adds HOME, its work directory)."""
         env = {
             "PATH": TOOLCHAIN_PATH,
-            "HOME": workdir,
             "TMPDIR": "/tmp",
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",

@@ -25,9 +25,6 @@ from .cache.keys import fingerprint
 
 __all__ = ["ArtifactCache", "Prepared", "Runner", "classify"]
 
-#: The work directory's path inside the sandbox, for HOME.
-WORKDIR = "/tmp/work"
-
 
 def _signal_name(number: int) -> str:
     try:
@@ -223,7 +220,7 @@ class Runner:
             RunRequest(
                 argv=language.render(language.compile, toolchain, sub.compile_limits),
                 files=files,
-                env=language.run_env(WORKDIR),
+                env=language.run_env(),
                 limits=sub.compile_limits,
                 collect=language.artifacts,
                 toolchain=toolchain.directories(),
@@ -268,7 +265,7 @@ class Runner:
                 argv=argv,
                 files=files,
                 stdin=test.stdin,
-                env=language.run_env(WORKDIR),
+                env=language.run_env(),
                 limits=sub.limits,
                 toolchain=toolchain.directories(),
             )

@@ -142,9 +142,6 @@ class Slot:
     def end(self) -> CgroupUsage:
         raise NotImplementedError
 
-    def pids(self) -> list[int]:
-        raise NotImplementedError
-
     def remove(self) -> None:
         raise NotImplementedError
 
@@ -278,10 +275,6 @@ class _SlotV1(Slot):
             memory_limit_hit=self._failcnt.value() > 0,
         )
 
-    def pids(self) -> list[int]:
-        with open(os.path.join(self._dirs["memory"], "cgroup.procs")) as f:
-            return [int(line) for line in f if line.strip()]
-
     def remove(self) -> None:
         for counter in self._counters:
             counter.close()
@@ -373,10 +366,6 @@ class _SlotV2(Slot):
             oom_killed=events.get("oom_kill", 0) > self._oom_before,
             memory_limit_hit=events.get("max", 0) > self._max_before,
         )
-
-    def pids(self) -> list[int]:
-        with open(self._file("cgroup.procs")) as f:
-            return [int(line) for line in f if line.strip()]
 
     def remove(self) -> None:
         if self._peak_fd is not None:

@@ -63,7 +63,6 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
-MNT_DETACH = 2
 
 _MOUNT_OPTION_FLAGS = {
     "nosuid": MS_NOSUID,
@@ -105,10 +104,6 @@ def mount(
         _libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
         f"mount {target}",
     )
-
-
-def umount(target: str) -> None:
-    _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
 
 
 def send(sock: socket.socket, msg: dict, fds: list[int] | None = None) -> None:
@@ -368,7 +363,7 @@ class Server:
             finally:
                 for fd in fds:
                     os.close(fd)
-            self.wait(pid, started, time.monotonic())
+            self.wait(pid, started)
             return
         if msg.get("network") and self.isolated:
             # Joining the host's network namespace needs privileges the spare has
@@ -391,15 +386,14 @@ class Server:
         while chunk := os.read(err_r, 4096):  # EOF when exec succeeds (close-on-exec)
             error += chunk
         os.close(err_r)
-        spawned = time.monotonic()
         if error:
             os.waitpid(pid, 0)
             self.kill_all()
             send(self.sock, {"op": "exited", "spawn_error": error.decode(errors="replace")})
             return
-        self.wait(pid, started, spawned)
+        self.wait(pid, started)
 
-    def wait(self, pid: int, started: float, spawned: float) -> None:
+    def wait(self, pid: int, started: float) -> None:
         """Wait for the run's main process (serving kills meanwhile), then end the run."""
         send(self.sock, {"op": "started"})
         pidfd = os.pidfd_open(pid)
@@ -433,7 +427,6 @@ class Server:
                 "op": "exited",
                 "status": status,
                 "wall_time": wall,
-                "spawn_time": spawned - started,
                 "utime": usage.ru_utime,
                 "stime": usage.ru_stime,
                 "maxrss": usage.ru_maxrss * 1024,

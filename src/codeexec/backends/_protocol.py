@@ -66,7 +66,9 @@ def _files(value: Iterable[File]) -> tuple[File, ...]:
 class RunRequest:
     """One program run: ``argv`` executed in a fresh work directory holding ``files``.
 
-    ``argv[0]`` is an absolute path or a name found on the sandbox's PATH (``env``).
+    ``argv[0]`` is an absolute path or a path relative to the work directory. The
+    program's environment is ``env`` and nothing else, except that the sandbox sets
+    ``HOME`` to the work directory when ``env`` has none.
     ``collect`` names files (glob patterns, relative to the work dir) to bring back,
     for example a compiled binary. ``toolchain`` lists host directories the program
     needs to read (a backend that builds its own root file system mounts them).

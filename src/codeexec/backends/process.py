@@ -263,7 +263,7 @@ class _Slot:
             msg = {
                 "op": "run",
                 "argv": list(request.argv),
-                "env": dict(request.env),
+                "env": {"HOME": self.workdir, **request.env},
                 "cwd": self.workdir,
                 "rlimits": self._rlimits(request),
                 "network": limits.network,

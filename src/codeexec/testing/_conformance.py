@@ -21,6 +21,7 @@ isolation is never skipped.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import secrets
@@ -434,6 +435,19 @@ for _ in range(20):
         t.join()
         assert victim["r"].verdict is Verdict.ACCEPTED, victim["r"].tests[0]
         assert victim["r"].tests[0].stdout.strip() == "alive"
+
+    def test_environment_is_scrubbed_and_home_is_the_work_dir(self, executor: Executor) -> None:
+        code = """
+import os
+home = os.environ["HOME"]
+open(os.path.join(home, "note"), "w").write("x")
+print(os.path.samefile(home, os.getcwd()), sorted(os.environ))
+"""
+        result = self.run_code(executor, "python", code)
+        same, names = result.tests[0].stdout.split(" ", 1)
+        assert same == "True", result.tests[0]
+        allowed = {"HOME", "PATH", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "PWD", "SHLVL", "_"}
+        assert set(ast.literal_eval(names)) <= allowed, names
 
     def test_runs_as_unprivileged_user(self, executor: Executor) -> None:
         code = "print(open('/proc/self/status').read())"
