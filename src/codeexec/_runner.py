@@ -240,6 +240,8 @@ class Runner:
             message = f"the compiler produced none of {', '.join(language.artifacts)}"
         elif verdict is Verdict.INTERNAL_ERROR:
             message = "sandbox failure"
+        elif verdict is Verdict.RUNTIME_ERROR:
+            message = f"the compiler failed ({message})"
         elif verdict is not Verdict.ACCEPTED:
             message = f"compiler: {verdict.value.replace('_', ' ')} ({message})"
         measured = _measured(outcome)
