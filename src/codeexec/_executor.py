@@ -26,11 +26,13 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._cached import CachedJudge
 from ._errors import CodeExecError, JobError, JobTimeout
 from ._languages import LanguageRegistry, default_languages
 from ._model import Result, Submission, Verdict
 from ._runner import Prepared, Runner
 from .backends import get_sandbox
+from .cache import make_cache
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,10 @@ class Executor:
     :param max_workers: submissions judged at once by ``run_many``/``submit``
         (default: the sandbox's concurrency).
     :param sandbox_options: keyword arguments for a sandbox created from a name.
+    :param cache: results by content key, so the same run never executes twice: a
+        :class:`~codeexec.cache.LayeredCache`, one tier, a URL (``"memory://"``,
+        ``"redis://127.0.0.1:6379/0"``, ``"sqlite:///results.db"``,
+        ``"postgresql://..."``) or a list of them, fastest first. Default: no cache.
     """
 
     def __init__(
@@ -116,15 +122,22 @@ class Executor:
         languages: LanguageRegistry | None = None,
         max_workers: int | None = None,
         sandbox_options: dict[str, Any] | None = None,
+        cache: object = None,
     ) -> None:
         self._owns_sandbox = isinstance(sandbox, str)
+        # A cache made here from URLs is ours to close; objects passed in are not.
+        self._owns_cache = isinstance(cache, str) or (
+            isinstance(cache, list | tuple) and all(isinstance(c, str) for c in cache)
+        )
         self.sandbox = get_sandbox(sandbox, **(sandbox_options or {}))
         self.languages = languages or LanguageRegistry(default_languages())
-        self.runner = Runner(self.sandbox, self.languages)
+        self.cache = make_cache(cache)
+        self.runner = Runner(self.sandbox, self.languages, shared_artifacts=self.cache)
         self.max_workers = max_workers or max(1, self.sandbox.concurrency)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             self.max_workers, thread_name_prefix="codeexec"
         )
+        self._cached = CachedJudge(self.cache, background=self._pool.submit) if self.cache else None
         self._estimates: dict[str, float] = {}
         self._lock = threading.Lock()
         self._closed = False
@@ -203,6 +216,8 @@ class Executor:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._owns_sandbox:
             self.sandbox.close()
+        if self.cache is not None and self._owns_cache:
+            self.cache.close()
 
     def __enter__(self) -> Executor:
         return self
@@ -214,6 +229,17 @@ class Executor:
 
     def _judge(self, prepared: Prepared, enqueued: float) -> Result:
         queue_time = time.monotonic() - enqueued
+        if self._cached is not None:
+            return self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
+        return self._execute(prepared, queue_time)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Cache counters: hits, misses, executed, shared (waited for another's run),
+        stale (served stale while refreshing). Empty without a cache."""
+        return dict(self._cached.stats) if self._cached is not None else {}
+
+    def _execute(self, prepared: Prepared, queue_time: float) -> Result:
         try:
             result = self.runner.judge(prepared, queue_time=queue_time)
         except CodeExecError as exc:

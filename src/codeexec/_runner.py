@@ -8,6 +8,8 @@ an exit code alone.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import signal as _signal
 import threading
 import time
@@ -22,6 +24,9 @@ from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from .backends._protocol import RunOutcome, RunRequest, Sandbox
 from .cache.keys import fingerprint
+from .cache.layered import LayeredCache
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ArtifactCache", "Prepared", "Runner", "classify"]
 
@@ -99,13 +104,15 @@ class ArtifactCache:
     """Compiled artifacts by source, flags and compiler version (bounded LRU, thread-safe).
 
     Judging the same source against new tests reuses the binary instead of compiling
-    again. A failed compile is cached too: the same source fails the same way.
+    again. A failed compile is cached too: the same source fails the same way. With a
+    ``shared`` cache (the executor's), artifacts are found across processes as well.
     """
 
-    def __init__(self, maxsize: int = 256) -> None:
+    def __init__(self, maxsize: int = 256, shared: LayeredCache | None = None) -> None:
         self._cache: LRUCache[str, tuple[CompileResult, tuple[File, ...]]] = LRUCache(maxsize)
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Lock] = {}
+        self.shared = shared
 
     @staticmethod
     def key(
@@ -127,11 +134,29 @@ class ArtifactCache:
 
     def get(self, key: str) -> tuple[CompileResult, tuple[File, ...]] | None:
         with self._lock:
-            return self._cache.get(key)
+            found = self._cache.get(key)
+        if found is None and self.shared is not None:
+            raw = self.shared.get("artifact:" + key)
+            if isinstance(raw, bytes):
+                try:
+                    data = json.loads(raw)
+                    found = (
+                        CompileResult.from_dict(data["compile"]),
+                        tuple(File.from_dict(f) for f in data["files"]),
+                    )
+                except (ValueError, KeyError, TypeError) as exc:
+                    log.warning("unreadable cached artifact %s: %s", key[:12], exc)
+                    return None
+                with self._lock:
+                    self._cache[key] = found
+        return found
 
     def put(self, key: str, value: tuple[CompileResult, tuple[File, ...]]) -> None:
         with self._lock:
             self._cache[key] = value
+        if self.shared is not None:
+            data = {"compile": value[0].to_dict(), "files": [f.to_dict() for f in value[1]]}
+            self.shared.set("artifact:" + key, json.dumps(data).encode())
 
     def lock_for(self, key: str) -> threading.Lock:
         """One compile per key at a time: identical concurrent compiles wait for the first."""
@@ -161,10 +186,12 @@ class Runner:
         sandbox: Sandbox,
         languages: LanguageRegistry,
         artifacts: ArtifactCache | None = None,
+        *,
+        shared_artifacts: LayeredCache | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.languages = languages
-        self.artifacts = artifacts or ArtifactCache()
+        self.artifacts = artifacts or ArtifactCache(shared=shared_artifacts)
 
     def prepare(self, submission: Submission) -> Prepared:
         """Resolve the language and toolchain; raises before anything runs."""
