@@ -1,6 +1,11 @@
+import sys
+from pathlib import Path
+
 import pytest
 
 import codeexec
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/services.py
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +21,23 @@ def executor(process_sandbox):
     ex = codeexec.Executor(process_sandbox)
     yield ex
     ex.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on loopback for the whole session."""
+    from services import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL on loopback for the whole session."""
+    from services import PostgresServer
+
+    server = PostgresServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,167 @@
+"""The executor with a result cache: never the same run twice, across threads,
+processes and tiers."""
+
+import json
+import subprocess
+import sys
+import threading
+import pytest
+
+import codeexec
+from codeexec import Executor, Language, LanguageRegistry, Submission, TestCase, Verdict
+from codeexec.cache import LayeredCache, MemoryCache, from_url
+
+
+def without_cached(result):
+    data = result.to_dict()
+    data.pop("cached")
+    return data
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis", "postgres"])
+def cache_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/results.db"
+    server = request.getfixturevalue(f"{request.param}_server")
+    return server.url
+
+
+def test_a_result_from_any_tier_equals_the_executed_one(process_sandbox, cache_url):
+    sub = Submission(
+        language="python",
+        code=f"print(input()[::-1])  # {cache_url}",
+        tests=[TestCase("abc", "cba", name="t1"), TestCase("xy", "yx")],
+    )
+    tier = from_url(cache_url)
+    with Executor(process_sandbox, cache=tier) as ex:
+        first = ex.run(sub)
+        second = ex.run(sub)
+    with Executor(process_sandbox, cache=tier) as fresh:  # nothing in its own memory
+        third = fresh.run(sub)
+    tier.close()
+    assert not first.cached and second.cached and third.cached
+    assert without_cached(second) == without_cached(first)
+    assert without_cached(third) == without_cached(first)
+    assert ex.stats["executed"] == 1 and fresh.stats["executed"] == 0
+
+
+def test_two_hundred_identical_submissions_execute_once(process_sandbox):
+    sub = Submission(language="python", code="import time; time.sleep(0.3); print('once')")
+    with Executor(process_sandbox, cache="memory://", max_workers=8) as ex:
+        results: list = [None] * 200
+        barrier = threading.Barrier(200)
+
+        def worker(i):
+            barrier.wait()
+            results[i] = ex.run(sub)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(200)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert ex.stats["executed"] == 1, ex.stats
+    assert len({json.dumps(without_cached(r), sort_keys=True) for r in results}) == 1
+    assert sum(not r.cached for r in results) == 1
+
+
+TWO_PROCESSES = """
+import json, sys, threading, codeexec
+url = sys.argv[1]
+sub = codeexec.Submission(language="python", code="import time; time.sleep(0.5); print('x')")
+with codeexec.Executor(cache=["memory://", url], max_workers=4) as ex:
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(ex.run(sub))) for _ in range(100)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert all(r.verdict.value == "accepted" and r.tests[0].stdout == "x\\n" for r in out)
+    print(json.dumps(ex.stats))
+"""
+
+
+def test_two_processes_sharing_redis_execute_once(redis_server, tmp_path):
+    url = redis_server.url
+    script = tmp_path / "worker.py"
+    script.write_text(TWO_PROCESSES)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    stats = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        stats.append(json.loads(out))
+    assert sum(s["executed"] for s in stats) == 1, stats
+    assert sum(s["hits"] + s["shared"] + s["executed"] for s in stats) >= 2
+
+
+def test_internal_errors_are_not_cached(process_sandbox):
+    registry = LanguageRegistry(codeexec.default_languages())
+    registry.register(
+        Language(
+            name="ghost",
+            source="main.txt",
+            run=("./missing",),
+            version_command=("bash", "--version"),
+        )
+    )
+    sub = Submission(language="ghost", code="nothing")
+    with Executor(process_sandbox, languages=registry, cache="memory://") as ex:
+        assert ex.run(sub).verdict is Verdict.INTERNAL_ERROR
+        assert ex.run(sub).verdict is Verdict.INTERNAL_ERROR
+        assert ex.stats["executed"] == 2
+
+
+def test_cached_results_carry_the_asking_submissions_metadata(process_sandbox):
+    code = "print('meta')"
+    with Executor(process_sandbox, cache="memory://") as ex:
+        a = ex.run(Submission(language="python", code=code, metadata={"user_id": "a"}))
+        b = ex.run(Submission(language="python", code=code, metadata={"user_id": "b"}))
+    assert b.cached and b.metadata == {"user_id": "b"} and a.metadata == {"user_id": "a"}
+
+
+def test_invalidating_a_problem_forces_a_new_execution(process_sandbox):
+    sub = Submission(language="python", code="print('p')", metadata={"problem_id": "p9"})
+    cache = LayeredCache([MemoryCache()])
+    with Executor(process_sandbox, cache=cache) as ex:
+        ex.run(sub)
+        assert ex.run(sub).cached
+        cache.invalidate("p9")
+        assert not ex.run(sub).cached
+        assert ex.run(sub).cached
+        assert ex.stats["executed"] == 2
+
+
+def test_compiled_artifact_is_shared_through_the_cache(process_sandbox, tmp_path):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    code = '#include <stdio.h>\nint main(void){int x; scanf("%d",&x); printf("%d\\n", 2*x);}'
+    with Executor(process_sandbox, cache=url) as first:
+        one = first.run(Submission(language="c", code=code, tests=[TestCase("2", "4")]))
+    with Executor(process_sandbox, cache=url) as second:  # its own, empty artifact LRU
+        two = second.run(Submission(language="c", code=code, tests=[TestCase("5", "10")]))
+    assert one.verdict is Verdict.ACCEPTED and not one.compile.cached
+    assert two.verdict is Verdict.ACCEPTED and two.compile.cached and not two.cached
+
+
+def test_a_dead_cache_never_fails_an_execution(process_sandbox):
+    from services import free_port
+
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with Executor(process_sandbox, cache=["memory://", dead]) as ex:
+        first = ex.run(Submission(language="python", code="print('still works')"))
+        second = ex.run(Submission(language="python", code="print('still works')"))
+    assert first.verdict is Verdict.ACCEPTED and not first.cached
+    assert second.cached  # from L1
+
+
+def test_bad_cache_spec():
+    with pytest.raises(codeexec.CacheError):
+        Executor(cache=42)
