@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+
 import pytest
 
 import codeexec
