@@ -46,6 +46,11 @@ class CircuitBreaker:
         self._lock = threading.Lock()
 
     @property
+    def tripped(self) -> bool:
+        """At least ``failures`` errors in a row (open, or about to be tried again)."""
+        return self._errors >= self.failures
+
+    @property
     def is_open(self) -> bool:
         return self._errors >= self.failures and time.monotonic() < self._open_until
 
@@ -116,6 +121,7 @@ class LayeredCache:
         self.jitter = jitter
         self.stale_ttl = stale_ttl
         self.breakers = [CircuitBreaker(cooldown=cooldown) for _ in self.tiers]
+        self._pairs = list(zip(self.tiers, self.breakers, strict=True))
         self.name = "layered(" + ",".join(t.name for t in self.tiers) + ")"
         # Tiers other processes see too; versions are read there, never from L1.
         shared = [i for i, t in enumerate(self.tiers) if t.name != "memory"]
@@ -131,17 +137,28 @@ class LayeredCache:
         try:
             result = getattr(self.tiers[index], method)(*args)
         except Exception as exc:  # any backend fault: the tier is skipped, not fatal
-            breaker.failure()
-            log.warning(
-                "cache tier %s failed (%s: %s); skipping it for %.0fs",
-                self.tiers[index].name,
-                type(exc).__name__,
-                exc,
-                breaker.cooldown,
-            )
+            self._failed(index, exc)
             raise _Skipped from exc
         breaker.success()
         return result
+
+    def _failed(self, index: int, exc: Exception) -> None:
+        breaker = self.breakers[index]
+        breaker.failure()
+        log.warning(
+            "cache tier %s failed (%s: %s); skipping it for %.0fs",
+            self.tiers[index].name,
+            type(exc).__name__,
+            exc,
+            breaker.cooldown,
+        )
+
+    def _promote(self, index: int, key: str, raw: bytes, remaining: float) -> None:
+        """Copy a hit from tier ``index`` into the faster ones, for what is left of its
+        freshness (and no less than a second)."""
+        for faster in range(index):
+            with contextlib.suppress(_Skipped):
+                self._call(faster, "set", key, raw, max(1.0, remaining) + self.stale_ttl)
 
     def _ttl(self, index: int, ttl: float) -> float:
         own = self._ttls[index]
@@ -171,18 +188,41 @@ class LayeredCache:
             stale = time.time() > fresh_until
             if stale and time.time() > fresh_until + self.stale_ttl:
                 continue
-            for faster in range(index) if not shared_only else ():
-                # Promote what is left of its freshness, no more.
-                remaining = max(1.0, fresh_until - time.time()) if not stale else 1.0
-                with contextlib.suppress(_Skipped):
-                    self._call(faster, "set", key, raw, remaining + self.stale_ttl)
+            if index and not shared_only:
+                self._promote(index, key, raw, 1.0 if stale else fresh_until - time.time())
             return Entry(raw[_STAMP.size :], stale, self.tiers[index].name)
         return None
 
     def get(self, key: str) -> bytes | _Miss:
-        """A fresh value, or MISS (stale values only through :meth:`get_entry`)."""
-        entry = self.get_entry(key)
-        return MISS if entry is None or entry.stale else entry.value
+        """A fresh value, or MISS (stale values only through :meth:`get_entry`).
+
+        The hot path of every lookup, so written out flat: an L1 hit is one locked
+        dict lookup and a few operations more.
+        """
+        now = time.time()
+        for index, (tier, breaker) in enumerate(self._pairs):
+            # _errors is 0 while a tier is healthy: one attribute test, no calls.
+            if breaker._errors and breaker.tripped and not breaker.allow():
+                continue
+            try:
+                raw = tier.get(key)
+            except Exception as exc:  # any backend fault: the tier is skipped, not fatal
+                self._failed(index, exc)
+                continue
+            if breaker._errors:
+                breaker.success()
+            if raw is MISS:
+                continue
+            if len(raw) < _STAMP.size:  # type: ignore[arg-type]
+                log.warning("cache tier %s returned garbage for a key", tier.name)
+                continue
+            (fresh_until,) = _STAMP.unpack_from(raw)  # type: ignore[arg-type]
+            if now > fresh_until:
+                continue  # stale here; a slower tier may hold a fresher copy
+            if index:
+                self._promote(index, key, raw, fresh_until - now)  # type: ignore[arg-type]
+            return raw[_STAMP.size :]  # type: ignore[index]
+        return MISS
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         found = {}

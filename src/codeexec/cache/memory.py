@@ -1,7 +1,9 @@
 """L1: an in-process LRU with expiry (cachetools), behind a lock.
 
-cachetools' caches are not thread-safe; one lock around each call costs about 0.2 µs
-and keeps a hit near half a microsecond.
+cachetools' caches are not thread-safe: one lock around each call. The expiry is
+checked here, on read, over a plain ``LRUCache``: cachetools' TTL caches keep their
+expiry order up to date on every access, which costs 2 µs a hit against 0.4 µs; an
+expired entry here simply waits for eviction or for its next read.
 """
 
 from __future__ import annotations
@@ -10,15 +12,11 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 from ._base import MISS, _Miss
 
 __all__ = ["MemoryCache"]
-
-
-def _expires(key: str, value: tuple[bytes, float], now: float) -> float:
-    return value[1]
 
 
 class MemoryCache:
@@ -32,23 +30,26 @@ class MemoryCache:
 
     def __init__(self, maxsize: int = 10_000, ttl: float = 3600.0) -> None:
         self.ttl = ttl
-        self._cache: TLRUCache[str, tuple[bytes, float]] = TLRUCache(
-            maxsize, ttu=_expires, timer=time.monotonic
-        )
+        self._cache: LRUCache[str, tuple[bytes, float]] = LRUCache(maxsize)
         self._lock = threading.Lock()
 
     def get(self, key: str) -> bytes | _Miss:
         with self._lock:
             entry = self._cache.get(key)
-        return MISS if entry is None else entry[0]
+            if entry is None:
+                return MISS
+            if entry[1] < time.monotonic():
+                del self._cache[key]
+                return MISS
+            return entry[0]
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         found = {}
-        with self._lock:
-            for key in keys:
-                entry = self._cache.get(key)
-                if entry is not None:
-                    found[key] = entry[0]
+        for key in keys:
+            value = self.get(key)
+            if value is not MISS:
+                assert isinstance(value, bytes)
+                found[key] = value
         return found
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -71,8 +72,8 @@ class MemoryCache:
             self._cache.clear()
 
     def __len__(self) -> int:
+        """Entries held, expired ones not yet evicted included."""
         with self._lock:
-            self._cache.expire()
             return len(self._cache)
 
     def close(self) -> None:

@@ -1,8 +1,9 @@
 """L3: a SQL table (SQLAlchemy Core): SQLite by default, PostgreSQL in production.
 
 One row per key with an ``expires_at`` column (indexed, so :meth:`SQLCache.purge`
-deletes expired rows without a scan). Each thread keeps its connection: a pooled
-checkout per call costs more than the SELECT itself.
+deletes expired rows without a scan). Each thread keeps its connection, in autocommit
+mode: a pooled checkout, or a BEGIN/ROLLBACK round trip, per call would cost more than
+the SELECT itself, and every statement here is atomic on its own.
 """
 
 from __future__ import annotations
@@ -70,22 +71,17 @@ class SQLCache:
 
     def _conn(self) -> Any:
         conn = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.invalidated:
-            conn = self.engine.connect()
+        if conn is None:  # a broken one is dropped in _run, on its first error
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
-    def _run(self, statement: Any, params: Any = None, write: bool = False) -> Any:
+    def _run(self, statement: Any, params: Any = None) -> Any:
         conn = self._conn()
         try:
-            result = conn.execute(statement, params)
-            if write:
-                conn.commit()
-            else:
-                conn.rollback()  # end the read transaction: never hold a snapshot
-            return result
+            return conn.execute(statement, params)
         except sa.exc.DBAPIError:
             # A broken connection must not stay this thread's: drop it.
             self._local.conn = None
@@ -96,9 +92,9 @@ class SQLCache:
 
     def get(self, key: str) -> bytes | _Miss:
         row = self._run(self._select, {"k": key}).first()
-        if row is None or row.expires_at < time.time():
+        if row is None or row[1] < time.time():
             return MISS
-        return decode(row.value)
+        return decode(row[0])
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
         keys = list(keys)
@@ -138,21 +134,19 @@ class SQLCache:
         ]
         statement = self._upsert(rows)
         if statement is None:  # pragma: no cover
-            conn = self._conn()
-            with conn.begin_nested():
+            with self.engine.begin() as conn:
                 conn.execute(sa.delete(self.table).where(self.table.c.key.in_(list(items))))
                 conn.execute(sa.insert(self.table), rows)
-            conn.commit()
             return
-        self._run(statement, write=True)
+        self._run(statement)
 
     def delete(self, key: str) -> None:
-        self._run(self._delete, {"k": key}, write=True)
+        self._run(self._delete, {"k": key})
 
     def purge(self) -> int:
         """Delete every expired row; returns how many went."""
         statement = sa.delete(self.table).where(self.table.c.expires_at < time.time())
-        return int(self._run(statement, write=True).rowcount)
+        return int(self._run(statement).rowcount)
 
     def close(self) -> None:
         with self._lock:
