@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -166,3 +167,57 @@ def test_a_dead_cache_never_fails_an_execution(process_sandbox):
 def test_bad_cache_spec():
     with pytest.raises(codeexec.CacheError):
         Executor(cache=42)
+
+
+def test_stale_results_are_served_and_refreshed_in_the_background(process_sandbox):
+    cache = LayeredCache([MemoryCache()], result_ttl=0.3, jitter=0, stale_ttl=60)
+    sub = Submission(language="python", code="print('stale?')")
+    with Executor(process_sandbox, cache=cache) as ex:
+        ex.run(sub)
+        time.sleep(0.4)
+        served = ex.run(sub)
+        assert served.cached and served.verdict is Verdict.ACCEPTED
+        deadline = time.monotonic() + 10
+        while ex.stats["executed"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ex.stats["stale"] == 1 and ex.stats["executed"] == 2
+        fresh = cache.get_entry("result:" + served.fingerprint)
+        assert fresh is not None and not fresh.stale
+
+
+def test_a_dead_lock_holder_is_taken_over(process_sandbox, redis_server):
+    tier = from_url(redis_server.url, prefix="deadholder:")
+    sub = Submission(language="python", code="print('taken over')")
+    with Executor(process_sandbox, cache=tier) as ex:
+        key = ex._cached.key(ex.prepare(sub))
+        # A process that took the lock and died: its lock has no keeper and expires.
+        tier.client.set("deadholder:lock:" + key, "someone-else", px=800)
+        started = time.monotonic()
+        result = ex.run(sub)
+        waited = time.monotonic() - started
+    tier.close()
+    assert result.tests[0].stdout == "taken over\n" and not result.cached
+    assert 0.6 < waited < 10
+
+
+def test_redis_killed_during_a_run():
+    from services import RedisServer
+
+    server = RedisServer().start()
+    try:
+        cache = LayeredCache(
+            [MemoryCache(), from_url(server.url, prefix="midrun:", socket_timeout=0.3)],
+            cooldown=0.2,
+        )
+        slow = Submission(language="python", code="import time; time.sleep(1); print('done')")
+        with Executor(cache=cache, sandbox_options={"slots": 1}) as ex:
+            threading.Timer(0.3, server.kill).start()
+            result = ex.run(slow)
+            assert result.verdict is Verdict.ACCEPTED and result.tests[0].stdout == "done\n"
+            assert ex.run(slow).cached  # kept in L1 while Redis was away
+            server.start()
+            time.sleep(0.3)
+            after = ex.run(Submission(language="python", code="print('redis is back')"))
+            assert LayeredCache([cache.tiers[1]]).get("result:" + after.fingerprint)
+    finally:
+        server.stop()
