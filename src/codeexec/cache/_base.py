@@ -14,7 +14,7 @@ from typing import Final, Protocol, runtime_checkable
 
 from .._errors import CacheError
 
-__all__ = ["MISS", "Cache", "decode", "encode"]
+__all__ = ["MISS", "Cache", "decode", "encode", "get_each"]
 
 
 class _Miss:
@@ -68,6 +68,16 @@ class Cache(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def get_each(cache: Cache, keys: Iterable[str]) -> dict[str, bytes]:
+    """``get_many`` for a tier with no batch read of its own: one ``get`` per key."""
+    found = {}
+    for key in keys:
+        value = cache.get(key)
+        if isinstance(value, bytes):
+            found[key] = value
+    return found
 
 
 # Values on the wire and on disk: one byte of format, then the payload. Compression

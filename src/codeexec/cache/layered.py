@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from .._errors import CacheError
-from ._base import MISS, Cache, _Miss
+from ._base import MISS, Cache, _Miss, get_each
 
 log = logging.getLogger(__name__)
 
@@ -225,13 +225,7 @@ class LayeredCache:
         return MISS
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        found = {}
-        for key in keys:
-            value = self.get(key)
-            if value is not MISS:
-                assert isinstance(value, bytes)
-                found[key] = value
-        return found
+        return get_each(self, keys)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Write through every tier that works."""

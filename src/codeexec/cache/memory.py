@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 
 from cachetools import LRUCache
 
-from ._base import MISS, _Miss
+from ._base import MISS, _Miss, get_each
 
 __all__ = ["MemoryCache"]
 
@@ -44,13 +44,7 @@ class MemoryCache:
             return entry[0]
 
     def get_many(self, keys: Iterable[str]) -> dict[str, bytes]:
-        found = {}
-        for key in keys:
-            value = self.get(key)
-            if value is not MISS:
-                assert isinstance(value, bytes)
-                found[key] = value
-        return found
+        return get_each(self, keys)
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         expires = time.monotonic() + (self.ttl if ttl is None else ttl)
