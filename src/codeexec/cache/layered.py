@@ -19,7 +19,7 @@ import random
 import struct
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -238,7 +238,7 @@ class LayeredCache:
             except _Skipped:
                 continue
 
-    def set_many(self, items: dict[str, bytes], ttl: float | None = None) -> None:
+    def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         for key, value in items.items():
             self.set(key, value, ttl)
 
