@@ -165,3 +165,12 @@ def test_not_root_runs_and_says_what_it_lacks():
     verdict, which, wall = report["loop"]
     assert (verdict, which) == ("time_limit_exceeded", "cpu")
     assert wall < 2.5
+
+
+def test_lowered_treats_signed_infinities_as_infinite():
+    from codeexec.backends._forkserver import lowered
+
+    assert lowered(5, -1) == 5  # RLIM_INFINITY as Python shows it
+    assert lowered(5, -1048576) == 5  # above 2**63: as good as infinite
+    assert lowered(5, 3) == 3
+    assert lowered(0, 8 * 2**20) == 0

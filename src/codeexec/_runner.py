@@ -75,6 +75,8 @@ def classify(
         # An allocation failed at the cgroup limit and the program died of it
         # (MemoryError, std::bad_alloc): the limit, not the program, is the cause.
         return Verdict.MEMORY_LIMIT_EXCEEDED, None, "an allocation failed at the memory limit"
+    if outcome.signal == _signal.SIGSYS:
+        return Verdict.RUNTIME_ERROR, None, "killed by SIGSYS: a forbidden system call (seccomp)"
     if outcome.signal is not None:
         return Verdict.RUNTIME_ERROR, None, f"killed by {_signal_name(outcome.signal)}"
     if outcome.exit_code != 0:

@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "codeexec.sandboxes"
 #: name → (module, class, the extra that provides its dependencies or None)
 _BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "process": ("codeexec.backends.process", "ProcessSandbox", None),
+    "nsjail": ("codeexec.backends.nsjail", "NsjailSandbox", None),
 }
 
 

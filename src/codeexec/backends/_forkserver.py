@@ -162,10 +162,21 @@ class Server:
         self.spare: tuple[int, socket.socket, int] | None = None
         self.prefork_network = False
         self.hard_limits: dict[int, int] = {}
+        #: nsjail mode: {"argv": [nsjail and its options], "waiter": [python, script]}.
+        #: Spares are then jails built by nsjail ahead of their run.
+        self.jail: dict | None = config.get("jail")
+        self.jail_mounts: tuple[str, ...] = ()
         #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
         #: handing them to a pre-forked spare (everywhere else).
-        self.spawner = bool(config.get("spawner")) and self.isolated and self.uid is not None
+        self.spawner = (
+            bool(config.get("spawner"))
+            and self.isolated
+            and self.uid is not None
+            and self.jail is None
+        )
         self.own_net: int | None = None
+        if self.jail is not None:
+            self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     # ----------------------------------------------------------------- scratch
 
@@ -203,7 +214,7 @@ class Server:
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.gid)
         if self.spare is None and not self.spawner:
-            self.prefork()
+            self.prefork(self.jail_mounts)
 
     # ----------------------------------------------------------------- runs
 
@@ -211,7 +222,8 @@ class Server:
         # Once for every run to inherit: an empty capability bounding set (this
         # server keeps the capabilities it holds, but no exec below it can gain any)
         # and no_new_privs (setuid binaries and file capabilities are inert).
-        if os.geteuid() == 0:
+        # (nsjail must start as root with its capabilities; it drops them for the jail.)
+        if os.geteuid() == 0 and self.jail is None:
             prctl.capbset.limit()
         prctl.set_no_new_privs(True)
         # The run's rlimits may only be lowered, never raised above ours.
@@ -244,14 +256,24 @@ class Server:
                 for fd in fds:
                     os.close(fd)
 
-    def prefork(self) -> None:
+    def prefork(self, mounts: tuple[str, ...] = ()) -> None:
         """Fork the next run's process now, off the critical path of that run.
 
         The spare drops its privileges at once and waits for its command; a run
-        then costs one message and an exec instead of a fork of this server.
+        then costs one message and an exec instead of a fork of this server. In
+        nsjail mode the spare is a jail, with ``mounts`` bound read-only in it.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        if self.jail is not None:
+            try:
+                pid = self.spawn_jail(theirs.fileno(), err_w, mounts)
+            finally:
+                theirs.close()
+                os.close(err_w)
+            self.spare = (pid, ours, err_r)
+            self.jail_mounts = mounts
+            return
         gc.freeze()  # keep GC bookkeeping out of the pages the child will share
         pid = os.fork()
         if pid == 0:
@@ -260,6 +282,34 @@ class Server:
         theirs.close()
         os.close(err_w)
         self.spare = (pid, ours, err_r)
+
+    def spawn_jail(self, control: int, err_w: int, mounts: tuple[str, ...]) -> int:
+        """Start nsjail around the waiter script; it waits for its run in the jail."""
+        assert self.jail is not None
+        os.set_inheritable(control, True)
+        os.set_inheritable(err_w, True)
+        argv = list(self.jail["argv"])
+        for mount in mounts:
+            argv += ["-R", mount]
+        argv += ["--pass_fd", str(control), "--pass_fd", str(err_w), "--"]
+        argv += [*self.jail["waiter"], str(control), str(err_w)]
+        network = self.prefork_network and self.host_net is not None
+        if network:
+            setns(self.host_net, CLONE_NEWNET)  # type: ignore[arg-type]
+        try:
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                {"PATH": "/usr/bin:/bin"},
+                setsid=True,
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
+                scheduler=(os.SCHED_OTHER, os.sched_param(0)),
+            )
+        finally:
+            if network:
+                setns(self.own_net, CLONE_NEWNET)  # type: ignore[arg-type]
+        _raise_oom_score(pid)
+        return pid
 
     def become_spawner(self) -> None:
         """Prepare to start runs with posix_spawn (a vfork: no copy of this server).
@@ -288,7 +338,7 @@ class Server:
             (resource.RLIMIT_NOFILE, 1024),
             (resource.RLIMIT_NPROC, 4096),
         ):
-            hard = min(value, self.hard_limits.get(res, resource.RLIM_INFINITY))
+            hard = lowered(value, self.hard_limits.get(res, resource.RLIM_INFINITY))
             resource.setrlimit(res, (hard, hard))
             self.hard_limits[res] = hard
         self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -313,9 +363,7 @@ class Server:
         limits = []
         for res, soft, hard in msg["rlimits"]:
             cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
-            if cur != resource.RLIM_INFINITY:
-                soft, hard = min(soft, cur), min(hard, cur)
-            limits.append((res, soft, hard, cur))
+            limits.append((res, lowered(soft, cur), lowered(hard, cur), cur))
         for res, soft, _, cur in limits:
             resource.setrlimit(res, (soft, cur))  # the child inherits these
         if network:
@@ -341,13 +389,7 @@ class Server:
         for res, soft, hard, _ in limits:
             with contextlib.suppress(ProcessLookupError):  # it may be done already
                 resource.prlimit(pid, res, (soft, hard))
-        # Within the slot's cgroup the OOM killer must pick the run, never us.
-        with contextlib.suppress(OSError):
-            fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY)
-            try:
-                os.write(fd, b"1000")
-            finally:
-                os.close(fd)
+        _raise_oom_score(pid)
         return pid
 
     def run(self, msg: dict, fds: list[int]) -> None:
@@ -365,15 +407,18 @@ class Server:
                     os.close(fd)
             self.wait(pid, started)
             return
+        mounts = tuple(msg.get("mounts", ()))
         if msg.get("network") and self.isolated:
             # Joining the host's network namespace needs privileges the spare has
             # already dropped: this run gets a process of its own.
             self.kill_spare()
             self.prefork_network = True
-            self.prefork()
+            self.prefork(mounts)
             self.prefork_network = False
-        elif self.spare is None:
-            self.prefork()
+        elif self.spare is None or (self.jail is not None and mounts != self.jail_mounts):
+            # (A jail's mounts are fixed when it is built: other ones need another.)
+            self.kill_spare()
+            self.prefork(mounts)
         assert self.spare is not None
         pid, ours, err_r = self.spare
         self.spare = None
@@ -498,9 +543,7 @@ class Server:
             for res, soft, hard in msg["rlimits"]:
                 # Lowering needs no privilege; raising a hard limit would.
                 cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
-                if cur != resource.RLIM_INFINITY:
-                    soft, hard = min(soft, cur), min(hard, cur)
-                resource.setrlimit(res, (soft, hard))
+                resource.setrlimit(res, (lowered(soft, cur), lowered(hard, cur)))
             os.chdir(msg["cwd"])
             os.closerange(3, err_w)
             os.closerange(err_w + 1, 1 << 16)
@@ -544,6 +587,23 @@ def _remove_sysv_ipc() -> None:
             fields = row.split()
             if len(fields) > 1:
                 remove(int(fields[1]))
+
+
+def lowered(value: int, limit: int) -> int:
+    """``value``, but never above the hard ``limit`` we hold (raising it would need
+    CAP_SYS_RESOURCE). Python shows rlimits signed: RLIM_INFINITY is -1 and any other
+    negative number is above 2**63, as good as infinite."""
+    return value if limit < 0 else min(value, limit)
+
+
+def _raise_oom_score(pid: int) -> None:
+    """Within the slot's cgroup the OOM killer must pick the run, never the server."""
+    with contextlib.suppress(OSError):
+        fd = os.open(f"/proc/{pid}/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, b"1000")
+        finally:
+            os.close(fd)
 
 
 def _empty_dir(path: str) -> None:

@@ -93,6 +93,7 @@ class _Slot:
             # posix_spawn needs the cgroup: what a run forks before its rlimits
             # are applied is held by the cgroup's limits instead.
             "spawner": isolated and self.cgroup is not None and sb._spawner,
+            "jail": sb.jail_config(self.uid),
         }
         try:
             self.proc = subprocess.Popen(
@@ -268,6 +269,7 @@ class _Slot:
                 "rlimits": self._rlimits(request),
                 "network": limits.network,
                 "keep": bool(request.collect),
+                "mounts": list(self.sandbox.extra_mounts(request)),
             }
             send(self.sock, msg, [stdin, out_w, err_w])
             self.run_sent = True
@@ -522,6 +524,16 @@ class ProcessSandbox:
             self._pool.put(slot)
         self._closed = False
         self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ hooks
+
+    def jail_config(self, uid: int | None) -> dict | None:
+        """How slot servers wrap each run (None: they do not; see NsjailSandbox)."""
+        return None
+
+    def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
+        """Host directories a run needs mounted (none: the host is visible, read-only)."""
+        return ()
 
     # ------------------------------------------------------------------ protocol
 

