@@ -162,10 +162,8 @@ class Server:
         self.spare: tuple[int, socket.socket, int] | None = None
         self.prefork_network = False
         self.hard_limits: dict[int, int] = {}
-        #: nsjail mode: {"argv": [nsjail and its options], "waiter": [python, script]}.
-        #: Spares are then jails built by nsjail ahead of their run.
+        #: nsjail mode: {"argv": [nsjail and its options]}; every run is nsjail's.
         self.jail: dict | None = config.get("jail")
-        self.jail_mounts: tuple[str, ...] = ()
         #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
         #: handing them to a pre-forked spare (everywhere else).
         self.spawner = (
@@ -213,8 +211,8 @@ class Server:
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.gid)
-        if self.spare is None and not self.spawner:
-            self.prefork(self.jail_mounts)
+        if self.spare is None and not self.spawner and self.jail is None:
+            self.prefork()
 
     # ----------------------------------------------------------------- runs
 
@@ -230,6 +228,9 @@ class Server:
         self.hard_limits = {res: resource.getrlimit(res)[1] for res in _RLIMITS}
         if self.spawner:
             self.become_spawner()
+        if self.jail is not None:
+            for res in (resource.RLIMIT_MEMLOCK, resource.RLIMIT_MSGQUEUE):
+                resource.setrlimit(res, (0, 0))
         # SCHED_BATCH: waking up for bookkeeping (a reset after a run) must not
         # preempt the host's thread; the spare returns to SCHED_OTHER for the run.
         with contextlib.suppress(OSError):
@@ -256,24 +257,14 @@ class Server:
                 for fd in fds:
                     os.close(fd)
 
-    def prefork(self, mounts: tuple[str, ...] = ()) -> None:
+    def prefork(self) -> None:
         """Fork the next run's process now, off the critical path of that run.
 
         The spare drops its privileges at once and waits for its command; a run
-        then costs one message and an exec instead of a fork of this server. In
-        nsjail mode the spare is a jail, with ``mounts`` bound read-only in it.
+        then costs one message and an exec instead of a fork of this server.
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        if self.jail is not None:
-            try:
-                pid = self.spawn_jail(theirs.fileno(), err_w, mounts)
-            finally:
-                theirs.close()
-                os.close(err_w)
-            self.spare = (pid, ours, err_r)
-            self.jail_mounts = mounts
-            return
         gc.freeze()  # keep GC bookkeeping out of the pages the child will share
         pid = os.fork()
         if pid == 0:
@@ -283,33 +274,19 @@ class Server:
         os.close(err_w)
         self.spare = (pid, ours, err_r)
 
-    def spawn_jail(self, control: int, err_w: int, mounts: tuple[str, ...]) -> int:
-        """Start nsjail around the waiter script; it waits for its run in the jail."""
+    def jail_argv(self, msg: dict) -> list[str]:
+        """nsjail around the run's command: its base options, the run's extra mounts,
+        and the run's rlimits, which nsjail sets in the child before the exec."""
         assert self.jail is not None
-        os.set_inheritable(control, True)
-        os.set_inheritable(err_w, True)
         argv = list(self.jail["argv"])
-        for mount in mounts:
-            argv += ["-R", mount]
-        argv += ["--pass_fd", str(control), "--pass_fd", str(err_w), "--"]
-        argv += [*self.jail["waiter"], str(control), str(err_w)]
-        network = self.prefork_network and self.host_net is not None
-        if network:
-            setns(self.host_net, CLONE_NEWNET)  # type: ignore[arg-type]
-        try:
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                {"PATH": "/usr/bin:/bin"},
-                setsid=True,
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-                scheduler=(os.SCHED_OTHER, os.sched_param(0)),
-            )
-        finally:
-            if network:
-                setns(self.own_net, CLONE_NEWNET)  # type: ignore[arg-type]
-        _raise_oom_score(pid)
-        return pid
+        for mount in msg.get("mounts", ()):
+            argv += ["--bindmount_ro", mount]
+        for res, _, hard in msg["rlimits"]:
+            flag = _NSJAIL_RLIMITS.get(res)
+            if flag is not None:
+                name, unit = flag
+                argv += [f"--rlimit_{name}", str(-(-hard // unit))]  # round up
+        return [*argv, "--", *msg["argv"]]
 
     def become_spawner(self) -> None:
         """Prepare to start runs with posix_spawn (a vfork: no copy of this server).
@@ -349,7 +326,8 @@ class Server:
         os.setresuid(self.uid, 0, self.uid)
 
     def spawn(self, msg: dict, fds: list[int]) -> int:
-        """Start the run's program with posix_spawn; returns its pid (OSError if not)."""
+        """Start the run's program (in nsjail mode: nsjail, which execs it in its jail)
+        with posix_spawn; returns its pid, or raises OSError."""
         stdin, stdout, stderr = fds
         actions = [
             (os.POSIX_SPAWN_DUP2, stdin, 0),
@@ -361,21 +339,27 @@ class Server:
         ]
         network = bool(msg.get("network")) and self.host_net is not None
         limits = []
-        for res, soft, hard in msg["rlimits"]:
-            cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
-            limits.append((res, lowered(soft, cur), lowered(hard, cur), cur))
+        argv = msg["argv"]
+        if self.jail is not None:
+            # nsjail starts as root (it needs to, to build the jail) and sets the
+            # run's exact rlimits itself before it executes the program.
+            argv = self.jail_argv(msg)
+        else:
+            for res, soft, hard in msg["rlimits"]:
+                cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
+                limits.append((res, lowered(soft, cur), lowered(hard, cur), cur))
         for res, soft, _, cur in limits:
             resource.setrlimit(res, (soft, cur))  # the child inherits these
         if network:
             setns(self.host_net, CLONE_NEWNET)  # type: ignore[arg-type]
         try:
             pid = os.posix_spawn(
-                msg["argv"][0],
-                msg["argv"],
+                argv[0],
+                argv,
                 msg["env"],
                 file_actions=actions,
                 setsid=True,
-                resetids=True,
+                resetids=self.jail is None,
                 # Python ignores SIGPIPE and SIGXFSZ, we ignore SIGINT and SIGXCPU;
                 # ignored signals would stay ignored across exec.
                 setsigdef=(signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU),
@@ -393,7 +377,7 @@ class Server:
         return pid
 
     def run(self, msg: dict, fds: list[int]) -> None:
-        if self.spawner:
+        if self.spawner or self.jail is not None:
             os.chdir(msg["cwd"])
             started = time.monotonic()
             try:
@@ -407,18 +391,15 @@ class Server:
                     os.close(fd)
             self.wait(pid, started)
             return
-        mounts = tuple(msg.get("mounts", ()))
         if msg.get("network") and self.isolated:
             # Joining the host's network namespace needs privileges the spare has
             # already dropped: this run gets a process of its own.
             self.kill_spare()
             self.prefork_network = True
-            self.prefork(mounts)
+            self.prefork()
             self.prefork_network = False
-        elif self.spare is None or (self.jail is not None and mounts != self.jail_mounts):
-            # (A jail's mounts are fixed when it is built: other ones need another.)
-            self.kill_spare()
-            self.prefork(mounts)
+        elif self.spare is None:
+            self.prefork()
         assert self.spare is not None
         pid, ours, err_r = self.spare
         self.spare = None
@@ -554,6 +535,17 @@ class Server:
         os._exit(127)
 
 
+# rlimit → (nsjail option suffix, its unit in bytes or seconds). MEMLOCK and MSGQUEUE
+# have no option: the server holds them at 0 for its children to inherit.
+_NSJAIL_RLIMITS = {
+    resource.RLIMIT_CPU: ("cpu", 1),
+    resource.RLIMIT_FSIZE: ("fsize", 1 << 20),
+    resource.RLIMIT_CORE: ("core", 1 << 20),
+    resource.RLIMIT_STACK: ("stack", 1 << 20),
+    resource.RLIMIT_NOFILE: ("nofile", 1),
+    resource.RLIMIT_NPROC: ("nproc", 1),
+    resource.RLIMIT_AS: ("as", 1 << 20),
+}
 _RLIMITS = (
     resource.RLIMIT_CPU,
     resource.RLIMIT_FSIZE,

