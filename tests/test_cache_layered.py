@@ -93,3 +93,49 @@ def test_stale_entries_are_served_marked_stale():
     entry = cache.get_entry("k")
     assert entry.value == b"v" and entry.stale
     assert cache.get("k") is MISS  # plain get never returns stale values
+
+
+def test_a_slow_tier_times_out_and_is_skipped():
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_never_answer():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept_and_never_answer, daemon=True)
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        slow = from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=0.2)
+        cache = LayeredCache([MemoryCache(), slow], cooldown=60)
+        started = time.monotonic()
+        cache.set("k", b"v")
+        assert cache.get("k") == b"v"
+        assert cache.get("missing") is MISS
+        assert time.monotonic() - started < 2
+        assert cache.breakers[1].is_open
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+def test_a_database_down_at_start_is_skipped_not_fatal():
+    dead = from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/none")
+    cache = LayeredCache([MemoryCache(), dead], cooldown=60)
+    cache.set("k", b"v")
+    assert cache.get("k") == b"v"
+    assert cache.breakers[1].is_open

@@ -59,7 +59,9 @@ class SQLCache:
             sa.Column("value", sa.LargeBinary, nullable=False),
             sa.Column("expires_at", sa.Float, nullable=False, index=True),
         )
-        metadata.create_all(engine)
+        self._metadata = metadata
+        self._created = False  # the table is made on first use: a database that is
+        # down when the cache is built must not stop the host from starting.
         t = self.table
         self._select = sa.select(t.c.value, t.c.expires_at).where(t.c.key == sa.bindparam("k"))
         self._delete = sa.delete(t).where(t.c.key == sa.bindparam("k"))
@@ -73,6 +75,9 @@ class SQLCache:
         conn = getattr(self._local, "conn", None)
         if conn is None:  # a broken one is dropped in _run, on its first error
             conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if not self._created:
+                self._metadata.create_all(conn)
+                self._created = True
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
