@@ -175,6 +175,9 @@ class Server:
         self.own_net: int | None = None
         if self.jail is not None:
             self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            # Held open and executed through /proc/self/fd: the binary may live under
+            # a directory our scratch mounts hide (a checkout in /tmp, say).
+            self.jail_binary = os.open(self.jail["argv"][0], os.O_RDONLY | os.O_CLOEXEC)
 
     # ----------------------------------------------------------------- scratch
 
@@ -278,7 +281,7 @@ class Server:
         """nsjail around the run's command: its base options, the run's extra mounts,
         and the run's rlimits, which nsjail sets in the child before the exec."""
         assert self.jail is not None
-        argv = list(self.jail["argv"])
+        argv = [f"/proc/self/fd/{self.jail_binary}", *self.jail["argv"][1:]]
         for mount in msg.get("mounts", ()):
             argv += ["--bindmount_ro", mount]
         for res, _, hard in msg["rlimits"]:
