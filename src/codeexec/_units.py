@@ -7,7 +7,7 @@ import re
 
 from ._errors import LimitsError
 
-__all__ = ["format_size", "parse_duration", "parse_size"]
+__all__ = ["parse_duration", "parse_size"]
 
 _SIZE_SUFFIXES = {
     "": 1,
@@ -76,11 +76,3 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise LimitsError(f"{what}: must be a non-negative finite number of seconds, got {value!r}")
     return seconds
-
-
-def format_size(n: int) -> str:
-    """``268435456`` → ``"256M"``; exact multiples only, bytes otherwise."""
-    for suffix, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if n and n % factor == 0:
-            return f"{n // factor}{suffix}"
-    return str(n)

@@ -19,7 +19,6 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Iterable
 
 import attrs
 
@@ -452,9 +451,3 @@ def detect() -> tuple[Cgroups | None, str]:
     if not reasons:
         reasons.append("no cgroup file system is mounted")
     return None, "; ".join(reasons)
-
-
-def join(procs_files: Iterable[str], pid: int = 0) -> None:
-    """Move ``pid`` (0: the caller) into every group given by its cgroup.procs file."""
-    for path in procs_files:
-        _write(path, pid or os.getpid())

@@ -172,6 +172,8 @@ class Server:
             and self.uid is not None
             and self.jail is None
         )
+        #: Runs start by posix_spawn (spawner or nsjail mode), not from a spare.
+        self.spawns = self.spawner or self.jail is not None
         self.own_net: int | None = None
         if self.jail is not None:
             self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -214,7 +216,7 @@ class Server:
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.gid)
-        if self.spare is None and not self.spawner and self.jail is None:
+        if self.spare is None and not self.spawns:
             self.prefork()
 
     # ----------------------------------------------------------------- runs
@@ -380,7 +382,7 @@ class Server:
         return pid
 
     def run(self, msg: dict, fds: list[int]) -> None:
-        if self.spawner or self.jail is not None:
+        if self.spawns:
             os.chdir(msg["cwd"])
             started = time.monotonic()
             try:

@@ -92,10 +92,6 @@ class RedisCache:
     def delete(self, key: str) -> None:
         self.client.delete(self._key(key))
 
-    def incr(self, key: str) -> int:
-        """Atomically add one to a counter (for version-based invalidation)."""
-        return int(self.client.incr(self._key(key)))
-
     def lock(self, key: str, ttl: float = 30.0) -> RedisLock:
         """A lock on ``key`` in this cache's namespace."""
         return RedisLock(self.client, self._key("lock:" + key), ttl)
@@ -131,9 +127,6 @@ class RedisLock:
         self._keeper = threading.Thread(target=self._keep, daemon=True, name="codeexec-lock")
         self._keeper.start()
         return True
-
-    def held_by_someone(self) -> bool:
-        return bool(self.client.exists(self.key))
 
     def _keep(self) -> None:
         while not self._stop.wait(self.ttl_ms / 3000):

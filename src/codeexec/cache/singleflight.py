@@ -49,7 +49,3 @@ class SingleFlight(Generic[T]):
         finally:
             with self._lock:
                 del self._calls[key]
-
-    def in_flight(self) -> int:
-        with self._lock:
-            return len(self._calls)
