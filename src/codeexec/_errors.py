@@ -16,6 +16,10 @@ infrastructure that failed.
     │   └── UnknownSandboxError (LookupError)
     ├── CacheError                           a cache tier failed
     ├── StorageError                         a store failed
+    │   ├── StorageConfigError (ValueError)  unknown URL scheme, bad option (nothing stored)
+    │   ├── StorageUnavailableError          a database or bucket cannot be reached
+    │   ├── StoreFullError                   the write-behind queue stayed full
+    │   └── RecordNotFoundError (KeyError)   no stored submission has that id
     └── JobError
         └── JobTimeout (TimeoutError)        Job.result(timeout) ran out
 """
@@ -30,7 +34,11 @@ __all__ = [
     "LimitsError",
     "SandboxError",
     "SandboxUnavailableError",
+    "RecordNotFoundError",
+    "StorageConfigError",
     "StorageError",
+    "StorageUnavailableError",
+    "StoreFullError",
     "SubmissionError",
     "ToolchainError",
     "UnknownLanguageError",
@@ -93,6 +101,26 @@ class CacheError(CodeExecError):
 
 class StorageError(CodeExecError):
     """A store failed to save or load."""
+
+
+class StorageConfigError(StorageError, ValueError):
+    """A store was configured with something it cannot use (raised before anything is
+    written): an unknown URL scheme, a missing driver, a bad option."""
+
+
+class StorageUnavailableError(StorageError):
+    """A database, directory or bucket of a store cannot be reached or written."""
+
+
+class StoreFullError(StorageError):
+    """The write-behind queue stayed full for longer than the save's timeout."""
+
+
+class RecordNotFoundError(StorageError, KeyError):
+    """No stored submission has that id."""
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0]) if self.args else "record not found"
 
 
 class JobError(CodeExecError):

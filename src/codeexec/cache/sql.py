@@ -18,6 +18,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("SQLCache needs SQLAlchemy: pip install 'codeexec[sql]'") from exc
 
+from .._errors import CacheError
+from .._sql import create_engine
 from ._base import MISS, _Miss, decode, encode
 
 __all__ = ["SQLCache"]
@@ -45,9 +47,7 @@ class SQLCache:
         compress_above: int | None = 1024,
     ) -> None:
         if engine is None:
-            if url.startswith("postgresql://"):
-                url = "postgresql+psycopg://" + url[len("postgresql://") :]
-            engine = sa.create_engine(url, pool_pre_ping=True)
+            engine = create_engine(url, error=CacheError)
         self.engine = engine
         self.ttl = ttl
         self.compress_above = compress_above

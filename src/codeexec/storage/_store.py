@@ -1,0 +1,383 @@
+"""The Store: every submission and its result, kept (SQL rows + fsspec blobs).
+
+What one saved submission becomes:
+
+- a **row** (:class:`Record`) with what queries filter and show: user, problem,
+  language, verdict, times, memory, and where its blobs are;
+- a **code blob** ``code/<sha256>``: the source files; content-addressed, so the same
+  code sent a thousand times is stored once;
+- a **tests blob** ``tests/<sha256>``: the tests (shared by every submission to a
+  problem, so content-addressed too);
+- a **result blob** ``results/YYYY/MM/DD/<id>``: the rest of the submission (limits,
+  checker, metadata) and the full result with every test's stdout and stderr.
+
+:meth:`Store.save` returns as soon as the record is journaled (see ``_journal``); a
+background thread stores records in batches. Reads see records that are accepted but
+not stored yet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from .._errors import RecordNotFoundError, StorageConfigError
+from .._model import Result, Submission
+from ._blobs import BlobStore, BlobTier, Compression
+from ._journal import Journal
+from ._lifecycle import LifecycleReport, run_lifecycle
+from ._metadata import UTC, MetadataStore, Page, Record
+from ._writer import WriteBehind
+
+__all__ = ["StoredSubmission", "Store", "new_id"]
+
+Durability = Literal["journal", "fsync", "none"]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_TEXT_MAX = 255
+
+
+def new_id(now: float | None = None) -> str:
+    """A new record id: 12 hex digits of milliseconds since the epoch, then 20 random
+    ones, so ids sort by creation time."""
+    ms = int((time.time() if now is None else now) * 1000)
+    return f"{ms:012x}{secrets.token_hex(10)}"
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _content_key(kind: str, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    return f"{kind}/{digest[:2]}/{digest}"
+
+
+@attrs.frozen
+class StoredSubmission:
+    """A stored submission, whole: its row, the submission as ``Submission.to_dict()``
+    gave it, and its :class:`~codeexec.Result`."""
+
+    record: Record
+    submission: dict[str, Any]
+    result: Result
+
+
+class Store:
+    """Submissions and results in a SQL database and fsspec blob tiers.
+
+    :param db: an SQLAlchemy URL (``sqlite:///codeexec.db``, ``postgresql://...``).
+    :param hot: where new blobs go: a directory or an fsspec URL (``memory://x``).
+    :param cold: where the lifecycle moves old blobs: an fsspec URL (``s3://bucket/p``),
+        or None.
+    :param hot_options: fsspec storage options of the hot tier.
+    :param cold_options: those of the cold tier (s3fs: ``key``, ``secret``,
+        ``endpoint_url``, ...).
+    :param compression: ``"zstd"`` (default), ``"gzip"`` or ``"none"``.
+    :param journal: the directory of the write-ahead journal (default: ``.journal`` in
+        a local hot tier).
+    :param durability: what an accepted save survives: ``"journal"`` (a crash of this
+        process; the default when there is a journal), ``"fsync"`` (also a power cut;
+        one fsync per save) or ``"none"`` (records waiting in memory are lost with the
+        process; the default for a non-local hot tier without ``journal``).
+    :param batch_size: records per database transaction.
+    :param flush_interval: seconds a record waits at most for its batch to fill.
+    :param max_pending: records accepted but not stored at most; then ``save`` waits
+        up to ``save_timeout`` seconds and raises :class:`~codeexec.StoreFullError`.
+    :param check: write and read back a probe in each blob tier now, so a bad path or
+        an unreachable bucket fails here and not at the first save.
+    """
+
+    def __init__(
+        self,
+        db: str = "sqlite:///codeexec.db",
+        hot: str = "codeexec-blobs",
+        cold: str | None = None,
+        *,
+        hot_options: Mapping[str, Any] | None = None,
+        cold_options: Mapping[str, Any] | None = None,
+        compression: Compression = "zstd",
+        journal: str | None = None,
+        durability: Durability | None = None,
+        batch_size: int = 256,
+        flush_interval: float = 0.2,
+        max_pending: int = 10_000,
+        save_timeout: float = 30.0,
+        check: bool = True,
+        partitions_ahead: int = 3,
+    ) -> None:
+        if durability not in (None, "journal", "fsync", "none"):
+            raise StorageConfigError(
+                f"durability must be 'journal', 'fsync' or 'none', not {durability!r}"
+            )
+        if batch_size < 1 or max_pending < batch_size:
+            raise StorageConfigError("need 1 <= batch_size <= max_pending")
+        fsync = durability == "fsync"
+        hot_tier = BlobTier(hot, hot_options, fsync=fsync)
+        cold_tier = BlobTier(cold, cold_options) if cold is not None else None
+        if journal is None and hot_tier.local and durability != "none":
+            journal = os.path.join(hot_tier.root, ".journal")
+        if durability in ("journal", "fsync") and journal is None:
+            raise StorageConfigError(
+                f"durability={durability!r} needs a journal directory (the hot tier"
+                f" {hot!r} is not local)"
+            )
+        self.durability: Durability = durability or ("journal" if journal else "none")
+        self.blobs = BlobStore(hot_tier, cold_tier, compression=compression)
+        if check:
+            hot_tier.check()
+            if cold_tier is not None:
+                cold_tier.check()
+        self.meta = MetadataStore(db, partitions_ahead=partitions_ahead)
+        self.save_timeout = save_timeout
+        self._writer = WriteBehind(
+            self._store_batch,
+            journal=Journal(journal, fsync=fsync) if self.durability != "none" and journal else None,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_pending=max_pending,
+        )
+        self._closed = False
+
+    @classmethod
+    def at(cls, directory: str | os.PathLike[str], **options: Any) -> Store:
+        """Everything local under ``directory``: ``metadata.db`` (SQLite), ``blobs/``
+        (the hot tier) and ``blobs/.journal``."""
+        directory = os.path.abspath(os.fspath(directory))
+        os.makedirs(directory, exist_ok=True)
+        return cls(
+            db=f"sqlite:///{os.path.join(directory, 'metadata.db')}",
+            hot=os.path.join(directory, "blobs"),
+            **options,
+        )
+
+    # -------------------------------------------------------------- writes
+
+    def save(
+        self,
+        submission: Submission,
+        result: Result,
+        *,
+        id: str | None = None,
+        created_at: dt.datetime | None = None,
+    ) -> str:
+        """Accept a submission and its result for storage; returns the record's id.
+
+        The id is ``id``, else ``submission.metadata["submission_id"]``, else a new
+        time-ordered one. It returns once the record is journaled (see the class's
+        ``durability``); it is stored in the database and tiers within
+        ``flush_interval`` seconds, or at :meth:`flush` / :meth:`close`.
+        """
+        if self._closed:
+            raise StorageConfigError("the store is closed")
+        if not isinstance(submission, Submission) or not isinstance(result, Result):
+            raise StorageConfigError("save takes a Submission and its Result")
+        ident = id if id is not None else submission.metadata.get("submission_id")
+        ident = new_id() if ident is None else str(ident)
+        if not _ID.fullmatch(ident):
+            raise StorageConfigError(
+                f"a record id must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -),"
+                f" got {ident!r}"
+            )
+        created = dt.datetime.now(UTC) if created_at is None else created_at
+        if created.tzinfo is None:
+            raise StorageConfigError("created_at must carry a time zone (UTC)")
+        for key in ("user_id", "problem_id"):
+            value = submission.metadata.get(key)
+            if value is not None and len(str(value)) > _TEXT_MAX:
+                raise StorageConfigError(f"metadata[{key!r}] is longer than {_TEXT_MAX}")
+        entry = {
+            "id": ident,
+            "created_at": created.astimezone(UTC).isoformat(),
+            "submission": submission.to_dict(),
+            "result": result.to_dict(),
+        }
+        self._writer.put(entry, self.save_timeout)
+        return ident
+
+    def _store_batch(self, entries: Sequence[dict[str, Any]]) -> None:
+        """Write a batch's blobs, then its rows (one transaction), idempotently."""
+        prepared = [_prepare(e) for e in entries]
+
+        def write_blobs() -> None:
+            written: set[str] = set()
+            for _record, blobs in prepared:
+                for key, (data, shared) in blobs.items():
+                    if key in written:
+                        continue
+                    # Content-addressed blobs already in the hot tier are not rewritten;
+                    # the blob guard keeps the lifecycle from deleting them meanwhile.
+                    if not (shared and self.blobs.hot.exists(key)):
+                        self.blobs.put(key, data)
+                    written.add(key)
+
+        self.meta.insert([record for record, _ in prepared], write_blobs)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Store every record accepted so far; False if not done within ``timeout``."""
+        return self._writer.flush(timeout)
+
+    @property
+    def pending(self) -> int:
+        """Records accepted but not stored yet."""
+        return len(self._writer)
+
+    # -------------------------------------------------------------- reads
+
+    def record(self, ident: str) -> Record:
+        """The row of one record (:class:`RecordNotFoundError` if there is none)."""
+        entry = self._writer.pending(ident)
+        if entry is not None:
+            return _prepare(entry)[0]
+        record = self.meta.get(ident)
+        if record is None:
+            raise RecordNotFoundError(f"no stored submission has id {ident!r}")
+        return record
+
+    def get(self, ident: str) -> StoredSubmission:
+        """A stored submission with its code, tests and full result, wherever its blobs
+        are (hot or cold tier)."""
+        entry = self._writer.pending(ident)
+        if entry is not None:
+            return StoredSubmission(
+                _prepare(entry)[0], entry["submission"], Result.from_dict(entry["result"])
+            )
+        record = self.record(ident)
+        document = json.loads(self.blobs.get(record.result_key))
+        submission = document["submission"]
+        submission.update(json.loads(self.blobs.get(record.code_key)))
+        submission["tests"] = json.loads(self.blobs.get(record.tests_key))
+        return StoredSubmission(record, submission, Result.from_dict(document["result"]))
+
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        problem_id: str | None = None,
+        verdict: str | None = None,
+        language: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Records matching every filter given, newest first, ``limit`` per page.
+
+        ``since``/``until`` bound ``created_at`` (``since <= t < until``; aware
+        datetimes). Pass the page's ``next`` as ``cursor`` for the next page. Only
+        stored records are searched: :meth:`flush` first to include the newest.
+        """
+        return self.meta.query(
+            user_id=user_id,
+            problem_id=problem_id,
+            verdict=None if verdict is None else str(verdict),
+            language=language,
+            since=since,
+            until=until,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    # -------------------------------------------------------------- lifecycle
+
+    def lifecycle(
+        self,
+        *,
+        move_after: float | dt.timedelta | None = None,
+        delete_after: float | dt.timedelta | None = None,
+        now: dt.datetime | None = None,
+        batch: int = 500,
+    ) -> LifecycleReport:
+        """Move blobs of records older than ``move_after`` (days, or a timedelta) from
+        the hot to the cold tier, and delete records older than ``delete_after`` with
+        their blobs. Resumable and safe to run twice, or from two processes at once."""
+        return run_lifecycle(
+            self.meta,
+            self.blobs,
+            move_after=_days(move_after),
+            delete_after=_days(delete_after),
+            now=now or dt.datetime.now(UTC),
+            batch=batch,
+        )
+
+    def close(self, timeout: float | None = 30.0) -> bool:
+        """Store what is pending (up to ``timeout`` seconds), then release everything.
+        False if records were left over: they are in the journal, and the next store
+        opened on it stores them."""
+        if self._closed:
+            return True
+        self._closed = True
+        flushed = self._writer.close(timeout)
+        self.meta.close()
+        return flushed
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store(db={self.meta!r}, hot={self.blobs.hot!r}, cold={self.blobs.cold!r})"
+
+
+def _days(value: float | dt.timedelta | None) -> dt.timedelta | None:
+    if value is None or isinstance(value, dt.timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise StorageConfigError(f"an age is a number of days >= 0 or a timedelta: {value!r}")
+    return dt.timedelta(days=value)
+
+
+def _prepare(entry: Mapping[str, Any]) -> tuple[Record, dict[str, tuple[bytes, bool]]]:
+    """A journal entry as its row and its blobs (key -> (bytes, content-addressed))."""
+    submission = dict(entry["submission"])
+    result = entry["result"]
+    created = dt.datetime.fromisoformat(entry["created_at"])
+    code = _canonical({"code": submission.pop("code"), "files": submission.pop("files")})
+    tests = _canonical(submission.pop("tests"))
+    document = _canonical({"submission": submission, "result": result})
+    code_key = _content_key("code", code)
+    tests_key = _content_key("tests", tests)
+    result_key = f"results/{created:%Y/%m/%d}/{entry['id']}"
+    outcomes = result.get("tests", [])
+    metadata = submission.get("metadata", {})
+    record = Record(
+        id=entry["id"],
+        created_at=created,
+        user_id=_text(metadata.get("user_id")),
+        problem_id=_text(metadata.get("problem_id")),
+        language=submission["language"],
+        verdict=result["verdict"],
+        fingerprint=result.get("fingerprint", ""),
+        backend=result.get("backend", ""),
+        cached=bool(result.get("cached", False)),
+        tests_total=len(outcomes),
+        tests_passed=sum(1 for t in outcomes if t["verdict"] == "accepted"),
+        cpu_time=max((t["cpu_time"] for t in outcomes), default=0.0),
+        wall_time=max((t["wall_time"] for t in outcomes), default=0.0),
+        memory_peak=max((t["memory_peak"] for t in outcomes), default=0),
+        queue_time=result.get("queue_time", 0.0),
+        total_time=result.get("total_time", 0.0),
+        code_key=code_key,
+        code_bytes=len(code),
+        tests_key=tests_key,
+        tests_bytes=len(tests),
+        result_key=result_key,
+        result_bytes=len(document),
+        tier="hot",
+    )
+    return record, {code_key: (code, True), tests_key: (tests, True), result_key: (document, False)}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
