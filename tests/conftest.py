@@ -41,3 +41,13 @@ def postgres_server():
     server = PostgresServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (rclone serve s3) on loopback for the whole session."""
+    from services import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()

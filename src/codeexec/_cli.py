@@ -4,6 +4,11 @@
                       [--cpu-time S] [--wall-time S] [--memory SIZE] [--output SIZE] [--json]
     codeexec languages [--json]
     codeexec doctor [--json]
+    codeexec store migrate --db URL
+    codeexec store lifecycle --db URL --hot DIR [--cold URL [--cold-option K=V ...]]
+                             [--move-after DAYS] [--delete-after DAYS] [--json]
+    codeexec store query --db URL --hot DIR [--user U] [--problem P] [--verdict V]
+                         [--limit N] [--cursor C] [--json]
 
 Exit status: 0 accepted, 1 any other verdict, 2 bad usage or input.
 """
@@ -17,6 +22,8 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from ._errors import CodeExecError, SubmissionError
 from ._executor import Executor
@@ -66,6 +73,32 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="which backends and protections work on this host")
     doctor.add_argument("--json", action="store_true")
+
+    store = sub.add_parser("store", help="the store of submissions: migrate, lifecycle, query")
+    actions = store.add_subparsers(dest="action", required=True)
+    migrate = actions.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--db", required=True, help="SQLAlchemy URL of the metadata database")
+    lifecycle = actions.add_parser("lifecycle", help="move old blobs to cold, delete expired")
+    query = actions.add_parser("query", help="list stored submissions, newest first")
+    for action in (lifecycle, query):
+        action.add_argument("--db", required=True, help="SQLAlchemy URL of the metadata database")
+        action.add_argument("--hot", required=True, help="the hot blob tier (directory or URL)")
+        action.add_argument("--cold", help="the cold blob tier (fsspec URL, e.g. s3://bucket/p)")
+        action.add_argument(
+            "--cold-option",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="a storage option of the cold tier (e.g. endpoint_url=http://...)",
+        )
+        action.add_argument("--json", action="store_true")
+    lifecycle.add_argument("--move-after", type=float, help="days before blobs go cold")
+    lifecycle.add_argument("--delete-after", type=float, help="days before records are deleted")
+    query.add_argument("--user", help="user_id")
+    query.add_argument("--problem", help="problem_id")
+    query.add_argument("--verdict", help="verdict, e.g. accepted")
+    query.add_argument("--limit", type=int, default=20)
+    query.add_argument("--cursor", help="the 'next' of the previous page")
     return parser
 
 
@@ -227,11 +260,67 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _UsageError(f"a storage option is KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(value)  # numbers, booleans, objects
+        except ValueError:
+            options[key] = value
+    return options
+
+
+def _cmd_store(args: argparse.Namespace) -> int:
+    from .storage import MetadataStore, Store
+
+    if args.action == "migrate":
+        meta = MetadataStore(args.db)
+        meta.close()
+        print(f"{args.db}: schema up to date")
+        return 0
+    with Store(
+        args.db, args.hot, args.cold, cold_options=_options(args.cold_option), durability="none"
+    ) as store:
+        if args.action == "lifecycle":
+            report = store.lifecycle(move_after=args.move_after, delete_after=args.delete_after)
+            data: Any = attrs.asdict(report)
+            text = (
+                f"moved {report.records_moved} records ({report.blobs_moved} blobs) to cold,"
+                f" deleted {report.records_deleted} records ({report.blobs_deleted} blobs)"
+                + (f"; {len(report.missing)} blobs were missing" if report.missing else "")
+            )
+        else:
+            page = store.query(
+                user_id=args.user,
+                problem_id=args.problem,
+                verdict=args.verdict,
+                limit=args.limit,
+                cursor=args.cursor,
+            )
+            rows = [attrs.asdict(r) | {"created_at": r.created_at.isoformat()} for r in page]
+            data = {"records": rows, "next": page.next}
+            text = "\n".join(
+                f"{r.id}  {r.created_at:%Y-%m-%d %H:%M:%S}  {r.verdict:<22} {r.language:<10}"
+                f" user={r.user_id} problem={r.problem_id}"
+                for r in page
+            ) + (f"\nnext page: --cursor {page.next}" if page.next else "")
+    print(json.dumps(data, indent=2) if args.json else text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``codeexec`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
-    commands = {"run": _cmd_run, "languages": _cmd_languages, "doctor": _cmd_doctor}
+    commands = {
+        "run": _cmd_run,
+        "languages": _cmd_languages,
+        "doctor": _cmd_doctor,
+        "store": _cmd_store,
+    }
     try:
         return commands[args.command](args)
     except (_UsageError, SubmissionError) as exc:

@@ -20,19 +20,23 @@ import asyncio
 import concurrent.futures
 import enum
 import logging
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
+
 from ._cached import CachedJudge
-from ._errors import CodeExecError, JobError, JobTimeout
+from ._errors import CodeExecError, JobError, JobTimeout, StorageError
 from ._languages import LanguageRegistry, default_languages
 from ._model import Result, Submission, Verdict
 from ._runner import Prepared, Runner
 from .backends import get_sandbox
 from .cache import make_cache
+from .storage import make_store
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +117,11 @@ class Executor:
         :class:`~codeexec.cache.LayeredCache`, one tier, a URL (``"memory://"``,
         ``"redis://127.0.0.1:6379/0"``, ``"sqlite:///results.db"``,
         ``"postgresql://..."``) or a list of them, fastest first. Default: no cache.
+    :param store: keeps every submission and its result: a
+        :class:`~codeexec.storage.Store`, or a directory (``Store.at(directory)``).
+        The stored record's id is in ``result.metadata["submission_id"]`` (a host's own
+        ``submission_id`` in the submission's metadata is kept and used). A store made
+        here from a directory is closed by :meth:`close`. Default: nothing is stored.
     """
 
     def __init__(
@@ -123,15 +132,26 @@ class Executor:
         max_workers: int | None = None,
         sandbox_options: dict[str, Any] | None = None,
         cache: object = None,
+        store: object = None,
     ) -> None:
         self._owns_sandbox = isinstance(sandbox, str)
         # A cache made here from URLs is ours to close; objects passed in are not.
         self._owns_cache = isinstance(cache, str) or (
             isinstance(cache, list | tuple) and all(isinstance(c, str) for c in cache)
         )
-        self.sandbox = get_sandbox(sandbox, **(sandbox_options or {}))
-        self.languages = languages or LanguageRegistry(default_languages())
+        self._owns_store = isinstance(store, str | os.PathLike)
+        # Cache and store first: a bad one raises before any sandbox process starts.
         self.cache = make_cache(cache)
+        try:
+            self.store = make_store(store)
+            self.sandbox = get_sandbox(sandbox, **(sandbox_options or {}))
+        except BaseException:
+            if self.cache is not None and self._owns_cache:
+                self.cache.close()
+            if self._owns_store and getattr(self, "store", None) is not None:
+                self.store.close()
+            raise
+        self.languages = languages or LanguageRegistry(default_languages())
         self.runner = Runner(self.sandbox, self.languages, shared_artifacts=self.cache)
         self.max_workers = max_workers or max(1, self.sandbox.concurrency)
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -218,6 +238,8 @@ class Executor:
             self.sandbox.close()
         if self.cache is not None and self._owns_cache:
             self.cache.close()
+        if self.store is not None and self._owns_store:
+            self.store.close()
 
     def __enter__(self) -> Executor:
         return self
@@ -230,8 +252,17 @@ class Executor:
     def _judge(self, prepared: Prepared, enqueued: float) -> Result:
         queue_time = time.monotonic() - enqueued
         if self._cached is not None:
-            return self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
-        return self._execute(prepared, queue_time)
+            result = self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
+        else:
+            result = self._execute(prepared, queue_time)
+        if self.store is None:
+            return result
+        try:
+            ident = self.store.save(prepared.submission, result)
+        except StorageError as exc:
+            exc.result = result  # type: ignore[attr-defined]  # judged, but not kept
+            raise
+        return attrs.evolve(result, metadata={**result.metadata, "submission_id": ident})
 
     @property
     def stats(self) -> dict[str, int]:
