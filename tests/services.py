@@ -79,7 +79,10 @@ class RedisServer:
 class PostgresServer:
     """A throwaway PostgreSQL cluster on 127.0.0.1 (trust auth, fsync off)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, crash_safe: bool = False) -> None:
+        # Without crash_safe, commits are acknowledged before their WAL is written
+        # (fast); a killed server then forgets its last commits, as PostgreSQL documents.
+        self.crash_safe = crash_safe
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not found:
             raise RuntimeError("PostgreSQL is not installed (scripts/bootstrap test does it)")
@@ -107,7 +110,8 @@ class PostgresServer:
             )
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            " -c fsync=off -c full_page_writes=off"
+            + ("" if self.crash_safe else " -c synchronous_commit=off")
         )
         self._as_postgres(
             os.path.join(self.bin, "pg_ctl"),
@@ -160,8 +164,11 @@ class S3Server:
         }
 
     def bucket(self, name: str) -> str:
-        """Make a bucket (a directory of the served folder); returns ``s3://name``."""
-        os.makedirs(os.path.join(self.dir, name), exist_ok=True)
+        """Make a bucket through the S3 API (rclone caches its directory listings, so a
+        directory made beside it may not be seen); returns ``s3://name``."""
+        import s3fs
+
+        s3fs.S3FileSystem(skip_instance_cache=True, **self.options).mkdir(name)
         return f"s3://{name}"
 
     def start(self) -> S3Server:

@@ -12,7 +12,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from storage_helpers import UTC, days_ago, result, submission
 
 import codeexec
 from codeexec import (
@@ -22,6 +21,7 @@ from codeexec import (
 )
 from codeexec.storage import Store
 from codeexec.storage._blobs import decompress
+from storage_helpers import UTC, days_ago, result, submission
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -103,7 +103,9 @@ def test_blobs_are_compressed_and_any_codec_reads_back(tmp_path, codec, magic):
 def test_query_filters(store):
     now = dt.datetime.now(UTC)
     store.save(submission(user="a", problem="p1"), result(), created_at=days_ago(3, now))
-    store.save(submission(user="a", problem="p2"), result("wrong_answer"), created_at=days_ago(2, now))
+    store.save(
+        submission(user="a", problem="p2"), result("wrong_answer"), created_at=days_ago(2, now)
+    )
     store.save(submission(user="b", problem="p1", language="bash", code="echo"), result(),
                created_at=days_ago(1, now))  # fmt: skip
     store.flush(10)
@@ -296,7 +298,9 @@ def test_a_full_disk_is_a_typed_error_and_loses_nothing_stored(tmp_path):
         for i in range(50):
             try:
                 accepted.append(
-                    store.save(submission(code=f"print({i})"), result(stdout=os.urandom(20000).hex()))
+                    store.save(
+                        submission(code=f"print({i})"), result(stdout=os.urandom(20000).hex())
+                    )
                 )
             except StorageUnavailableError as exc:
                 error = exc
@@ -326,7 +330,9 @@ def test_executor_stores_every_submission(tmp_path, process_sandbox):
             metadata={"user_id": "exec-user", "problem_id": "reverse"},
         )
         first, second = ex.run(sub), ex.run(sub)
-        bad = ex.run(codeexec.Submission(language="python", code="print(", metadata={"user_id": "exec-user"}))
+        bad = ex.run(
+            codeexec.Submission(language="python", code="print(", metadata={"user_id": "exec-user"})
+        )
         assert first.metadata["submission_id"] != second.metadata["submission_id"]
         assert (first.cached, second.cached) == (False, True)
         store = ex.store

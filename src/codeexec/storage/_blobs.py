@@ -30,7 +30,7 @@ from .._errors import StorageConfigError, StorageError, StorageUnavailableError
 try:
     import zstandard
 except ImportError:  # pragma: no cover - zstandard comes with codeexec[storage]
-    zstandard = None
+    zstandard = None  # type: ignore[assignment]
 
 __all__ = ["BlobStore", "BlobTier", "compress", "decompress"]
 

@@ -78,7 +78,9 @@ class Journal:
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(segment.fd, segment.size)  # no torn line for the next one
-            raise StorageUnavailableError(f"cannot write to the journal {segment.path}: {exc}")
+            raise StorageUnavailableError(
+                f"cannot write to the journal {segment.path}: {exc}"
+            ) from exc
         segment.size += len(line)
         segment.unsettled += 1
         return segment

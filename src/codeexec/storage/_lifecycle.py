@@ -99,4 +99,3 @@ def run_lifecycle(
         blobs_deleted=blobs_deleted,
         missing=tuple(missing),
     )
-

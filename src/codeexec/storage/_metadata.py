@@ -248,6 +248,8 @@ class MetadataStore:
         if not wanted:
             return
         with self._connect() as conn:
+            # CREATE ... IF NOT EXISTS still races in the catalog: one at a time.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATE_LOCK})
             for start in sorted(wanted):
                 end = next_month(start)
                 name = f"{TABLE}_y{start.year:04d}m{start.month:02d}"

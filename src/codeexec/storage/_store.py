@@ -141,7 +141,9 @@ class Store:
         self.save_timeout = save_timeout
         self._writer = WriteBehind(
             self._store_batch,
-            journal=Journal(journal, fsync=fsync) if self.durability != "none" and journal else None,
+            journal=Journal(journal, fsync=fsync)
+            if self.durability != "none" and journal
+            else None,
             batch_size=batch_size,
             flush_interval=flush_interval,
             max_pending=max_pending,

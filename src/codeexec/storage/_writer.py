@@ -158,7 +158,9 @@ class WriteBehind:
                 self._failures += 1
                 self.last_error = exc
                 delay = min(5.0, 0.05 * 2**self._failures)
-                log.warning("storing %d records failed (%s); retry in %.2fs", len(batch), exc, delay)
+                log.warning(
+                    "storing %d records failed (%s); retry in %.2fs", len(batch), exc, delay
+                )
                 with self._cond:
                     if self._closing:
                         return
