@@ -148,7 +148,7 @@ def test_migrations_from_many_processes_at_once_are_safe(postgres_server):
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL this test may kill and restart (what it committed survives)."""
-    server = PostgresServer(crash_safe=True).start()
+    server = PostgresServer(synchronous_commit=True).start()
     yield server
     server.stop()
 

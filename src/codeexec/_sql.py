@@ -3,7 +3,8 @@
 - ``postgresql://`` and ``postgres://`` mean psycopg 3 (``postgresql+psycopg://``);
 - a SQLite file gets WAL journaling and a busy timeout, so a reader never waits for the
   write-behind thread and two processes sharing the file wait for each other instead of
-  failing with "database is locked";
+  failing with "database is locked"; commits are fsynced only with
+  ``sqlite_synchronous="FULL"``;
 - ``sqlite://`` (in memory) shares one connection between threads, or each thread
   would see its own empty database.
 """
@@ -21,22 +22,30 @@ __all__ = ["create_engine"]
 
 
 def create_engine(
-    url: str, *, error: type[Exception] = StorageConfigError, **options: Any
+    url: str,
+    *,
+    error: type[Exception] = StorageConfigError,
+    sqlite_synchronous: str = "NORMAL",
+    **options: Any,
 ) -> sa.Engine:
-    """An engine for ``url``; ``error`` (a store's or a cache's) if SQLAlchemy cannot use it."""
+    """An engine for ``url``; ``error`` (a store's or a cache's) if SQLAlchemy cannot use it.
+
+    ``sqlite_synchronous``: ``"NORMAL"`` (a commit survives a crash of the process) or
+    ``"FULL"`` (also a power cut: every commit is fsynced).
+    """
     for alias in ("postgresql://", "postgres://"):
         if url.startswith(alias):
             url = "postgresql+psycopg://" + url[len(alias) :]
     try:
         parsed = sa.engine.make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            return _sqlite_engine(parsed, options)
+            return _sqlite_engine(parsed, sqlite_synchronous, options)
         return sa.create_engine(parsed, pool_pre_ping=True, **options)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
         raise error(f"cannot use database URL {url!r}: {exc}") from exc
 
 
-def _sqlite_engine(url: sa.URL, options: dict[str, Any]) -> sa.Engine:
+def _sqlite_engine(url: sa.URL, synchronous: str, options: dict[str, Any]) -> sa.Engine:
     in_memory = url.database in (None, "", ":memory:")
     if in_memory:
         options.setdefault("poolclass", StaticPool)
@@ -49,7 +58,7 @@ def _sqlite_engine(url: sa.URL, options: dict[str, Any]) -> sa.Engine:
         cursor = dbapi_connection.cursor()
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.close()
 
     return engine

@@ -15,6 +15,7 @@ import contextlib
 import errno
 import gzip
 import os
+import threading
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -40,12 +41,23 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
+_local = threading.local()  # zstd contexts are not thread-safe, and costly to make
+
+
+def _zstd(kind: str) -> Any:
+    context = getattr(_local, kind, None)
+    if context is None:
+        if zstandard is None:
+            raise StorageConfigError("zstd compression needs zstandard: pip install zstandard")
+        context = zstandard.ZstdCompressor(level=3) if kind == "c" else zstandard.ZstdDecompressor()
+        setattr(_local, kind, context)
+    return context
+
+
 def compress(data: bytes, codec: Compression) -> bytes:
     """``data`` compressed with ``codec`` (``"none"`` returns it as it is)."""
     if codec == "zstd":
-        if zstandard is None:
-            raise StorageConfigError("zstd compression needs zstandard: pip install zstandard")
-        return zstandard.ZstdCompressor(level=3).compress(data)
+        return bytes(_zstd("c").compress(data))
     if codec == "gzip":
         return gzip.compress(data, compresslevel=6, mtime=0)
     return data
@@ -56,7 +68,7 @@ def decompress(data: bytes) -> bytes:
     if data.startswith(_ZSTD_MAGIC):
         if zstandard is None:
             raise StorageError("a blob is zstd-compressed and zstandard is not installed")
-        return zstandard.ZstdDecompressor().decompress(data)
+        return bytes(_zstd("d").decompress(data))
     if data.startswith(_GZIP_MAGIC):
         return gzip.decompress(data)
     return data  # stored uncompressed (JSON never starts with either magic number)

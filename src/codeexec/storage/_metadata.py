@@ -139,11 +139,15 @@ class Record:
     tier: str
 
     def to_row(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        # Not attrs.asdict: that recurses and checks every value, 5x slower per row.
+        return {name: getattr(self, name) for name in _RECORD_FIELDS}
 
     @classmethod
     def from_row(cls, row: Any) -> Record:
         return cls(**dict(row._mapping))
+
+
+_RECORD_FIELDS = tuple(f.name for f in attrs.fields(Record))
 
 
 @attrs.frozen
@@ -193,6 +197,8 @@ class MetadataStore:
         head``; safe when several processes do it at once).
     :param partitions_ahead: on PostgreSQL, monthly partitions kept ready beyond the
         current month.
+    :param fsync: on SQLite, fsync every commit (``synchronous=FULL``), so a commit
+        survives a power cut and not only a crash of the process.
     """
 
     def __init__(
@@ -202,8 +208,11 @@ class MetadataStore:
         engine: sa.Engine | None = None,
         migrate: bool = True,
         partitions_ahead: int = 3,
+        fsync: bool = False,
     ) -> None:
-        self.engine = engine if engine is not None else create_engine(url)
+        if engine is None:
+            engine = create_engine(url, sqlite_synchronous="FULL" if fsync else "NORMAL")
+        self.engine = engine
         self.dialect = self.engine.dialect.name
         self.partitions_ahead = partitions_ahead
         self._partitions: set[dt.datetime] = set()  # month starts known to exist

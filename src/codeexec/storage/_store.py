@@ -87,7 +87,7 @@ class Store:
         a local hot tier).
     :param durability: what an accepted save survives: ``"journal"`` (a crash of this
         process; the default when there is a journal), ``"fsync"`` (also a power cut;
-        one fsync per save) or ``"none"`` (records waiting in memory are lost with the
+        one fsync per save, and SQLite commits, local blobs fsynced too) or ``"none"`` (records waiting in memory are lost with the
         process; the default for a non-local hot tier without ``journal``).
     :param batch_size: records per database transaction.
     :param flush_interval: seconds a record waits at most for its batch to fill.
@@ -137,7 +137,7 @@ class Store:
             hot_tier.check()
             if cold_tier is not None:
                 cold_tier.check()
-        self.meta = MetadataStore(db, partitions_ahead=partitions_ahead)
+        self.meta = MetadataStore(db, partitions_ahead=partitions_ahead, fsync=fsync)
         self.save_timeout = save_timeout
         self._writer = WriteBehind(
             self._store_batch,
