@@ -1,6 +1,6 @@
 """The store against its baselines, measured side by side in one run.
 
-- Batched inserts: rows/s of ``MetadataStore.insert`` with 256 rows per transaction,
+- Batched inserts: rows/s of ``MetadataStore.insert`` with the Store's batch size,
   against one row per transaction, on a SQLite file and on PostgreSQL (target: at
   least 10x). Also the whole ``Store.save`` path (journal + write-behind) against a
   save followed by a flush each time.
@@ -20,6 +20,7 @@ Starts its own PostgreSQL on loopback. Prints ratios and writes
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import sys
 import tempfile
@@ -30,14 +31,14 @@ from typing import Any
 import fsspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from codeexec.storage import MetadataStore, Store  # noqa: E402
+from codeexec.storage._blobs import decompress  # noqa: E402
 from services import PostgresServer  # noqa: E402
 from storage_helpers import result, submission  # noqa: E402
 from test_storage_postgres import fresh_database, synthetic_records  # noqa: E402
 
-from codeexec.storage import MetadataStore, Store  # noqa: E402
-from codeexec.storage._blobs import decompress  # noqa: E402
-
 UTC = dt.UTC
+BATCH = inspect.signature(Store).parameters["batch_size"].default  # the store's own
 
 
 def rows_per_second(meta: MetadataStore, rows: list[Any], batch: int) -> float:
@@ -51,7 +52,7 @@ def inserts(url: str, label: str, *, fsync: bool = False) -> dict[str, float]:
     meta = MetadataStore(url, fsync=fsync)
     now = dt.datetime.now(UTC)
     single = rows_per_second(meta, synthetic_records(1_000, now), 1)
-    batched = rows_per_second(meta, synthetic_records(20_000, now), 256)
+    batched = rows_per_second(meta, synthetic_records(20_000, now), BATCH)
     meta.close()
     ratio = batched / single
     print(
@@ -101,16 +102,16 @@ def reads(directory: str) -> dict[str, dict[str, float]]:
         ("1 MiB", "zstd", "line of output\n" * 70_000),
         ("1 MiB raw", "none", "line of output\n" * 70_000),
     ]
+    fs = fsspec.filesystem("file")
     for label, codec, stdout in cases:
         with Store.at(Path(directory) / f"reads-{codec}", compression=codec) as store:
             ident = store.save(submission(), result(stdout=stdout))
             store.flush()
             key = store.record(ident).result_key
             path = store.blobs.hot.path(key)
-            fs = fsspec.filesystem("file")
             ours = theirs = unpacked = float("inf")
             for _ in range(5):  # interleaved: drift hits all three
-                ours = min(ours, best(lambda k=key: store.blobs.get(k), 200, 1))
+                ours = min(ours, best(lambda k=key, s=store: s.blobs.get(k), 200, 1))
                 theirs = min(theirs, best(lambda p=path: fs.cat(p), 200, 1))
                 unpacked = min(unpacked, best(lambda p=path: decompress(fs.cat(p)), 200, 1))
             ratio = ours / theirs

@@ -59,6 +59,8 @@ def _sqlite_engine(url: sa.URL, synchronous: str, options: dict[str, Any]) -> sa
         if not in_memory:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA cache_size=-65536")
+            cursor.execute("PRAGMA wal_autocheckpoint=16384")
         cursor.close()
 
     return engine

@@ -11,6 +11,7 @@ lifecycle has put it, even while it is being moved.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import gzip
@@ -38,6 +39,7 @@ __all__ = ["BlobStore", "BlobTier", "compress", "decompress"]
 Compression = Literal["zstd", "gzip", "none"]
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_WRITERS = 8  # concurrent writes of one batch
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
@@ -119,6 +121,23 @@ class BlobTier:
                 self.fs.pipe_file(path, data)
         except Exception as exc:
             raise _unavailable(self.url, "write", key, exc) from exc
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Write many blobs at once: concurrently (threads on a local disk, where each
+        new file costs a journal commit; one asynchronous batch on an object store)."""
+        if len(items) <= 1 or not self.local and not hasattr(self.fs, "_pipe_file"):
+            for key, data in items.items():
+                self.put(key, data)
+            return
+        if self.local:
+            with concurrent.futures.ThreadPoolExecutor(_WRITERS) as pool:
+                for done in [pool.submit(self.put, k, v) for k, v in items.items()]:
+                    done.result()
+            return
+        try:
+            self.fs.pipe({self.path(k): v for k, v in items.items()})
+        except Exception as exc:
+            raise _unavailable(self.url, "write", f"{len(items)} blobs", exc) from exc
 
     def _put_local(self, path: str, data: bytes) -> None:
         directory = os.path.dirname(path)
@@ -214,6 +233,10 @@ class BlobStore:
         stored = compress(data, self.compression)
         self.hot.put(key, stored)
         return len(stored)
+
+    def put_many(self, items: Mapping[str, bytes]) -> None:
+        """Compress and write many blobs to the hot tier, concurrently."""
+        self.hot.put_many({k: compress(v, self.compression) for k, v in items.items()})
 
     def get(self, key: str) -> bytes:
         """The original bytes of ``key``, from whichever tier holds it."""

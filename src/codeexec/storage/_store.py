@@ -108,7 +108,7 @@ class Store:
         compression: Compression = "zstd",
         journal: str | None = None,
         durability: Durability | None = None,
-        batch_size: int = 256,
+        batch_size: int = 1000,
         flush_interval: float = 0.2,
         max_pending: int = 10_000,
         save_timeout: float = 30.0,
@@ -211,16 +211,18 @@ class Store:
         prepared = [_prepare(e) for e in entries]
 
         def write_blobs() -> None:
-            written: set[str] = set()
+            wanted: dict[str, bytes] = {}
+            seen: set[str] = set()
             for _record, blobs in prepared:
                 for key, (data, shared) in blobs.items():
-                    if key in written:
+                    if key in seen:
                         continue
+                    seen.add(key)
                     # Content-addressed blobs already in the hot tier are not rewritten;
                     # the blob guard keeps the lifecycle from deleting them meanwhile.
                     if not (shared and self.blobs.hot.exists(key)):
-                        self.blobs.put(key, data)
-                    written.add(key)
+                        wanted[key] = data
+            self.blobs.put_many(wanted)
 
         self.meta.insert([record for record, _ in prepared], write_blobs)
 

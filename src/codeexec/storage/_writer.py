@@ -37,7 +37,7 @@ class WriteBehind:
         store_batch: Callable[[Sequence[Entry]], None],
         *,
         journal: Journal | None,
-        batch_size: int = 256,
+        batch_size: int = 1000,
         flush_interval: float = 0.2,
         max_pending: int = 10_000,
     ) -> None:
