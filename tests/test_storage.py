@@ -354,3 +354,62 @@ def test_executor_rejects_a_bad_store():
         codeexec.Executor(store="sqlite:///x.db")
     with pytest.raises(StorageConfigError):
         codeexec.Executor(store=42)
+
+
+def test_a_record_the_database_refuses_is_set_aside_and_the_rest_stored(tmp_path):
+    journal = tmp_path / "blobs" / ".journal"
+    journal.mkdir(parents=True)
+    good = {
+        "id": "good-1",
+        "created_at": dt.datetime.now(UTC).isoformat(),
+        "submission": submission().to_dict(),
+        "result": result().to_dict(),
+    }
+    damaged = {"id": "damaged-1", "created_at": good["created_at"]}  # no submission
+    lines = [json.dumps(e) for e in (good, damaged, dict(good, id="good-2"))]
+    (journal / "1-dead.journal").write_text("\n".join(lines) + "\n")
+    with Store.at(tmp_path) as store:
+        assert store.flush(30)
+        assert store.meta.count() == 2
+        assert store.get("good-2").result == codeexec.Result.from_dict(good["result"])
+    rejected = json.loads((journal / "rejected" / "damaged-1.json").read_text())
+    assert rejected["entry"] == damaged and "KeyError" in rejected["error"]
+    assert not (journal / "1-dead.journal").exists()
+
+
+def test_a_lost_blob_is_a_typed_error(store, tmp_path):
+    ident = store.save(submission(), result())
+    store.flush(10)
+    (tmp_path / "blobs" / store.record(ident).result_key).unlink()
+    with pytest.raises(codeexec.StorageError, match="neither tier"):
+        store.get(ident)
+
+
+def test_lifecycle_deletion_waits_for_a_writer_holding_the_blob_guard(tmp_path):
+    import threading
+
+    with Store.at(tmp_path) as store:
+        ident = store.save(submission("print('old')"), result(), created_at=days_ago(400))
+        store.flush(10)
+        code_key = store.record(ident).code_key
+        holding, release = threading.Event(), threading.Event()
+
+        def writer() -> None:  # a write-behind batch of another process, mid-write
+            with store.meta.transaction() as conn, store.meta.blob_guard(conn, exclusive=False):
+                holding.set()
+                release.wait(10)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        holding.wait(10)
+        reports = []
+        deleter = threading.Thread(target=lambda: reports.append(store.lifecycle(delete_after=365)))
+        deleter.start()
+        deleter.join(0.5)
+        assert deleter.is_alive()  # waits for the writer's batch to commit
+        assert store.blobs.locate(code_key) == "hot"
+        release.set()
+        thread.join(10)
+        deleter.join(10)
+        assert reports[0].records_deleted == 1
+        assert store.blobs.locate(code_key) is None

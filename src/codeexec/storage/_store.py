@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import attrs
 
-from .._errors import RecordNotFoundError, StorageConfigError
+from .._errors import RecordNotFoundError, StorageConfigError, StorageError
 from .._model import Result, Submission
 from ._blobs import BlobStore, BlobTier, Compression
 from ._journal import Journal
@@ -44,6 +44,7 @@ Durability = Literal["journal", "fsync", "none"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TEXT_MAX = 255
+_NAME_MAX = 64
 
 
 def new_id(now: float | None = None) -> str:
@@ -87,8 +88,9 @@ class Store:
         a local hot tier).
     :param durability: what an accepted save survives: ``"journal"`` (a crash of this
         process; the default when there is a journal), ``"fsync"`` (also a power cut;
-        one fsync per save, and SQLite commits, local blobs fsynced too) or ``"none"`` (records waiting in memory are lost with the
-        process; the default for a non-local hot tier without ``journal``).
+        one fsync per save; SQLite commits and local blobs are fsynced too) or
+        ``"none"`` (records waiting in memory are lost with the process; the default
+        for a non-local hot tier without ``journal``).
     :param batch_size: records per database transaction.
     :param flush_interval: seconds a record waits at most for its batch to fill.
     :param max_pending: records accepted but not stored at most; then ``save`` waits
@@ -139,8 +141,10 @@ class Store:
                 cold_tier.check()
         self.meta = MetadataStore(db, partitions_ahead=partitions_ahead, fsync=fsync)
         self.save_timeout = save_timeout
+        self._rejected = os.path.join(journal, "rejected") if journal else None
         self._writer = WriteBehind(
             self._store_batch,
+            reject=self._reject,
             journal=Journal(journal, fsync=fsync)
             if self.durability != "none" and journal
             else None,
@@ -197,6 +201,9 @@ class Store:
             value = submission.metadata.get(key)
             if value is not None and len(str(value)) > _TEXT_MAX:
                 raise StorageConfigError(f"metadata[{key!r}] is longer than {_TEXT_MAX}")
+        for name, value in (("language", submission.language), ("backend", result.backend)):
+            if len(value) > _NAME_MAX:
+                raise StorageConfigError(f"a {name} name longer than {_NAME_MAX} is not stored")
         entry = {
             "id": ident,
             "created_at": created.astimezone(UTC).isoformat(),
@@ -225,6 +232,16 @@ class Store:
             self.blobs.put_many(wanted)
 
         self.meta.insert([record for record, _ in prepared], write_blobs)
+
+    def _reject(self, entry: Mapping[str, Any], error: BaseException) -> None:
+        """Keep a record the database refused in ``<journal>/rejected/<id>.json``, with
+        the reason, for an operator to look at; nothing accepted is dropped silently."""
+        if self._rejected is None:
+            return  # logged by the writer; without a journal there is nowhere to keep it
+        os.makedirs(self._rejected, mode=0o700, exist_ok=True)
+        name = str(entry.get("id")) if _ID.fullmatch(str(entry.get("id"))) else new_id()
+        with open(os.path.join(self._rejected, f"{name}.json"), "w") as f:
+            json.dump({"error": repr(error), "entry": entry}, f)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Store every record accepted so far; False if not done within ``timeout``."""
@@ -256,10 +273,13 @@ class Store:
                 _prepare(entry)[0], entry["submission"], Result.from_dict(entry["result"])
             )
         record = self.record(ident)
-        document = json.loads(self.blobs.get(record.result_key))
-        submission = document["submission"]
-        submission.update(json.loads(self.blobs.get(record.code_key)))
-        submission["tests"] = json.loads(self.blobs.get(record.tests_key))
+        try:
+            document = json.loads(self.blobs.get(record.result_key))
+            submission = document["submission"]
+            submission.update(json.loads(self.blobs.get(record.code_key)))
+            submission["tests"] = json.loads(self.blobs.get(record.tests_key))
+        except FileNotFoundError as exc:
+            raise StorageError(f"a blob of record {ident!r} is in neither tier: {exc}") from exc
         return StoredSubmission(record, submission, Result.from_dict(document["result"]))
 
     def query(

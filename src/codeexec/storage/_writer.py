@@ -2,10 +2,12 @@
 
 A batch is whatever has been accepted when the thread wakes (at most ``batch_size``
 records): it wakes when ``batch_size`` records wait, ``flush_interval`` seconds after the
-first of them arrived, or when :meth:`WriteBehind.flush` asks. A batch that fails (the
-database is down) is retried with backoff, and keeps its records; while it fails,
+first of them arrived, or when :meth:`WriteBehind.flush` asks. A batch that fails because a
+service is unavailable is retried with backoff, and keeps its records; while it fails,
 accepting goes on until ``max_pending`` records wait, then :meth:`WriteBehind.put`
 blocks up to its timeout and raises :class:`StoreFullError`: memory stays bounded.
+A record refused for any other reason (a constraint of the database, a damaged journal
+line) is handed to ``reject`` and the rest of its batch is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .._errors import StoreFullError
+from .._errors import StorageUnavailableError, StoreFullError
 from ._journal import Journal, Segment
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,14 @@ class WriteBehind:
         self,
         store_batch: Callable[[Sequence[Entry]], None],
         *,
+        reject: Callable[[Entry, BaseException], None],
         journal: Journal | None,
         batch_size: int = 1000,
         flush_interval: float = 0.2,
         max_pending: int = 10_000,
     ) -> None:
         self._store_batch = store_batch
+        self._reject = reject
         self._journal = journal
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -131,6 +135,22 @@ class WriteBehind:
 
     # -------------------------------------------------------------- the thread
 
+    def _store_each(self, entries: list[Entry]) -> None:
+        """Store ``entries``; if the batch is refused for another reason than an
+        unavailable service, find the entries refused and set them aside, so one bad
+        record never blocks the rest. Unavailability propagates: the caller retries."""
+        try:
+            self._store_batch(entries)
+        except StorageUnavailableError:
+            raise
+        except Exception as exc:
+            if len(entries) == 1:
+                log.error("record %s cannot be stored: %r", entries[0].get("id"), exc)
+                self._reject(entries[0], exc)
+                return
+            for entry in entries:
+                self._store_each([entry])
+
     def _due(self) -> bool:
         return bool(self._queue) and (
             self._flush_requested
@@ -153,8 +173,8 @@ class WriteBehind:
                 if self._journal is not None:
                     self._journal.rotate()  # new accepts go to a new segment
             try:
-                self._store_batch([entry for entry, _ in batch])
-            except Exception as exc:  # the database or a tier is down: retry, keep all
+                self._store_each([entry for entry, _ in batch])
+            except StorageUnavailableError as exc:  # the database or a tier is down
                 self._failures += 1
                 self.last_error = exc
                 delay = min(5.0, 0.05 * 2**self._failures)
