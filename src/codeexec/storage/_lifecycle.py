@@ -64,7 +64,7 @@ def run_lifecycle(
 
     if delete_after is not None:
         cutoff = now - delete_after
-        while records := meta.older_than(cutoff, batch):
+        while records := meta.oldest(cutoff, batch):
             for record in records:
                 blobs.delete(record.result_key)
             blobs_deleted += len(records)
@@ -80,7 +80,7 @@ def run_lifecycle(
 
     if move_after is not None:
         cutoff = now - move_after
-        while records := meta.due("hot", cutoff, batch):
+        while records := meta.oldest(cutoff, batch, tier="hot"):
             for record in records:
                 for key in (record.code_key, record.tests_key, record.result_key):
                     try:

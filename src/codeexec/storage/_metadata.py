@@ -420,27 +420,14 @@ class MetadataStore:
             rows = conn.exec_driver_sql(prefix + str(compiled)).all()
         return "\n".join(" ".join(str(c) for c in row) for row in rows)
 
-    def due(self, tier: str, before: dt.datetime, limit: int) -> list[Record]:
-        """Up to ``limit`` records in ``tier`` created before ``before``, oldest first."""
+    def oldest(self, before: dt.datetime, limit: int, *, tier: str | None = None) -> list[Record]:
+        """Up to ``limit`` records created before ``before`` (in ``tier`` if given),
+        oldest first: the lifecycle's next batch."""
         t = submissions
-        statement = (
-            sa.select(t)
-            .where(t.c.tier == tier, t.c.created_at < _aware(before))
-            .order_by(t.c.created_at, t.c.id)
-            .limit(limit)
-        )
-        with self._connect() as conn:
-            return [Record.from_row(r) for r in conn.execute(statement)]
-
-    def older_than(self, before: dt.datetime, limit: int) -> list[Record]:
-        """Up to ``limit`` records of any tier created before ``before``, oldest first."""
-        t = submissions
-        statement = (
-            sa.select(t)
-            .where(t.c.created_at < _aware(before))
-            .order_by(t.c.created_at, t.c.id)
-            .limit(limit)
-        )
+        statement = sa.select(t).where(t.c.created_at < _aware(before))
+        if tier is not None:
+            statement = statement.where(t.c.tier == tier)
+        statement = statement.order_by(t.c.created_at, t.c.id).limit(limit)
         with self._connect() as conn:
             return [Record.from_row(r) for r in conn.execute(statement)]
 
