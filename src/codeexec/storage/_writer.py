@@ -55,6 +55,7 @@ class WriteBehind:
         self._pending: dict[str, Entry] = {}
         self._cond = threading.Condition()
         self._first_at = 0.0  # when the oldest waiting entry arrived
+        self._accepted = self._settled = 0  # entries ever queued / ever stored (or set aside)
         self._flush_requested = False
         self._closing = False
         self._failures = 0
@@ -91,6 +92,7 @@ class WriteBehind:
             self._first_at = time.monotonic()
         self._queue.append((entry, segment))
         self._pending[entry["id"]] = entry
+        self._accepted += 1
 
     def pending(self, ident: str) -> Entry | None:
         """The entry with this id if it is accepted but not stored yet."""
@@ -104,14 +106,13 @@ class WriteBehind:
     def flush(self, timeout: float | None = None) -> bool:
         """Store everything accepted so far; False if that took longer than ``timeout``."""
         with self._cond:
-            target = len(self._queue)
-            if target == 0:
+            if not self._queue:
                 return True
             self._flush_requested = True
             self._cond.notify_all()
-            # Entries leave the queue in order: done when the `target` oldest are gone.
-            first_waiting = self._queue[target - 1][0]["id"]
-            return self._cond.wait_for(lambda: first_waiting not in self._pending, timeout)
+            # Entries are settled in the order accepted: done when this many are.
+            wanted = self._accepted
+            return self._cond.wait_for(lambda: self._settled >= wanted, timeout)
 
     def close(self, timeout: float | None = 30.0) -> bool:
         """Flush, then stop the thread. False (with a warning) if records are left;
@@ -190,7 +191,9 @@ class WriteBehind:
             with self._cond:
                 for entry, segment in batch:
                     self._queue.popleft()
-                    self._pending.pop(entry["id"], None)
+                    self._settled += 1
+                    if self._pending.get(entry["id"]) is entry:  # not a later save of the id
+                        del self._pending[entry["id"]]
                     if segment is not None:
                         segment.unsettled -= 1
                         if segment.closed and segment.unsettled == 0:
