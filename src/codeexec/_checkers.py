@@ -38,6 +38,7 @@ __all__ = [
     "ExactChecker",
     "FloatChecker",
     "TokenChecker",
+    "checker_from_identity",
     "get_checker",
 ]
 
@@ -226,3 +227,25 @@ def get_checker(spec: object) -> Checker:
     if callable(spec):
         return CallableChecker(spec)
     raise SubmissionError(f"checker must be a name, a Checker or a callable, got {spec!r}")
+
+
+def checker_from_identity(identity: str) -> Checker:
+    """The built-in checker an ``identity`` names (how a submission travels as data).
+
+    A callable checker's identity names code, not data: it cannot be rebuilt elsewhere,
+    so it raises :class:`SubmissionError`.
+    """
+    if identity in _BY_NAME:
+        return _BY_NAME[identity]()
+    if identity.startswith("float:"):
+        try:
+            fields = dict(part.split("=", 1) for part in identity.split(":")[1:])
+            return FloatChecker(abs_tol=float(fields["abs"]), rel_tol=float(fields["rel"]))
+        except (KeyError, ValueError) as exc:
+            raise SubmissionError(f"not a float checker's identity: {identity!r}") from exc
+    if identity.startswith("callable:"):
+        raise SubmissionError(
+            "a callable checker cannot be sent as data (to a queue or another machine);"
+            " use a built-in checker there"
+        )
+    raise SubmissionError(f"unknown checker identity {identity!r}")

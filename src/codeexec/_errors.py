@@ -20,8 +20,11 @@ infrastructure that failed.
     │   ├── StorageUnavailableError          a database or bucket cannot be reached
     │   ├── StoreFullError                   the write-behind queue stayed full
     │   └── RecordNotFoundError (KeyError)   no stored submission has that id
-    └── JobError
-        └── JobTimeout (TimeoutError)        Job.result(timeout) ran out
+    ├── JobError
+    │   └── JobTimeout (TimeoutError)        Job.result(timeout) ran out
+    └── DispatchError                        a job could not be queued
+        ├── QueueFull                        the queue is at its bound (backpressure)
+        └── RateLimited                      this user sends too much; retry_after says when
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CodeExecError",
+    "DispatchError",
     "JobError",
     "JobTimeout",
     "LimitsError",
+    "QueueFull",
+    "RateLimited",
     "SandboxError",
     "SandboxUnavailableError",
     "RecordNotFoundError",
@@ -129,3 +135,21 @@ class JobError(CodeExecError):
 
 class JobTimeout(JobError, TimeoutError):
     """The job did not finish within the time given to ``Job.result``."""
+
+
+class DispatchError(CodeExecError):
+    """A job could not be queued (nothing ran)."""
+
+
+class QueueFull(DispatchError):
+    """The queue holds as many jobs as it may; submit again later."""
+
+
+class RateLimited(DispatchError):
+    """One user's jobs are over their rate or their cap on queued jobs.
+
+    ``retry_after`` is the number of seconds after which a submission may succeed."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -36,6 +36,7 @@ from ._model import Result, Submission, Verdict
 from ._runner import Prepared, Runner
 from .backends import get_sandbox
 from .cache import make_cache
+from .dispatch import Estimates, QueueMetrics, make_dispatcher
 from .storage import make_store
 
 log = logging.getLogger(__name__)
@@ -61,12 +62,15 @@ class Job:
         future: concurrent.futures.Future[Result],
         started: threading.Event,
         estimated_time: float,
+        *,
+        id: str | None = None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        self.id = id or uuid.uuid4().hex
         self._future = future
         self._started = started
-        #: Seconds this job is expected to take once it runs (moving average of its
-        #: language on this executor; 0.0 before any was measured).
+        #: Seconds until this job is expected to be done: the moving average of its
+        #: language and backend, times the queue ahead of it (0.0 before any was
+        #: measured).
         self.estimated_time = estimated_time
         self.submitted_at = time.time()
 
@@ -122,6 +126,11 @@ class Executor:
         The stored record's id is in ``result.metadata["submission_id"]`` (a host's own
         ``submission_id`` in the submission's metadata is kept and used). A store made
         here from a directory is closed by :meth:`close`. Default: nothing is stored.
+    :param dispatcher: who runs what :meth:`submit` queues: ``"local"`` (the default:
+        a bounded priority queue and worker threads here), ``"inline"``, or a
+        dispatcher object (:class:`~codeexec.dispatch.LocalDispatcher` with options,
+        ``CeleryDispatcher`` for workers on other machines). It is closed with the
+        executor.
     """
 
     def __init__(
@@ -133,6 +142,7 @@ class Executor:
         sandbox_options: dict[str, Any] | None = None,
         cache: object = None,
         store: object = None,
+        dispatcher: object = None,
     ) -> None:
         self._owns_sandbox = isinstance(sandbox, str)
         # A cache made here from URLs is ours to close; objects passed in are not.
@@ -158,7 +168,10 @@ class Executor:
             self.max_workers, thread_name_prefix="codeexec"
         )
         self._cached = CachedJudge(self.cache, background=self._pool.submit) if self.cache else None
-        self._estimates: dict[str, float] = {}
+        #: Moving averages of judging time per (language, backend), for job estimates.
+        self.estimates = Estimates()
+        self.dispatcher = make_dispatcher(dispatcher)
+        self.dispatcher.bind(self)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -207,18 +220,20 @@ class Executor:
         futures = [self._pool.submit(one, p) for p in prepared]
         return [f.result() for f in futures]
 
-    def submit(self, submission: Submission) -> Job:
-        """Queue a submission; returns a :class:`Job` at once (validation errors raise)."""
-        prepared = self.prepare(submission)
-        enqueued = time.monotonic()
-        started = threading.Event()
+    def submit(self, submission: Submission, *, priority: int = 0) -> Job:
+        """Queue a submission on the dispatcher; returns a :class:`Job` at once.
 
-        def work() -> Result:
-            started.set()
-            return self._judge(prepared, enqueued)
+        Validation errors raise here, as do :class:`~codeexec.QueueFull` (the queue is at
+        its bound) and :class:`~codeexec.RateLimited` (the submission's
+        ``metadata["user_id"]`` is over its share). Higher ``priority`` runs sooner.
+        """
+        if self._closed:
+            raise CodeExecError("the executor is closed")
+        return self.dispatcher.submit(submission, priority=priority)
 
-        estimate = self._estimates.get(prepared.language.name, 0.0)
-        return Job(self._pool.submit(work), started, estimate)
+    def metrics(self) -> dict[str, QueueMetrics]:
+        """Load per queue of the dispatcher (length, running, waits), for autoscaling."""
+        return self.dispatcher.metrics()
 
     async def arun(self, submission: Submission) -> Result:
         """``run`` for asyncio: judged in the executor's pool, the event loop stays free."""
@@ -233,6 +248,7 @@ class Executor:
             if self._closed:
                 return
             self._closed = True
+        self.dispatcher.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._owns_sandbox:
             self.sandbox.close()
@@ -284,16 +300,12 @@ class Executor:
                 reproducibility=self.runner.reproducibility(prepared),
                 metadata=dict(prepared.submission.metadata),
             )
-        with self._lock:
-            # Exponential moving average of judging time per language, for estimates.
-            old = self._estimates.get(prepared.language.name)
-            new = result.total_time
-            self._estimates[prepared.language.name] = new if old is None else 0.8 * old + 0.2 * new
+        self.estimates.add((prepared.language.name, self.sandbox.name), result.total_time)
         return result
 
     def estimated_time(self, language: str) -> float:
         """Average seconds a submission in ``language`` has taken here (0.0 if unknown)."""
-        return self._estimates.get(self.languages.get(language).name, 0.0)
+        return self.estimates.get((self.languages.get(language).name, self.sandbox.name))
 
     def __repr__(self) -> str:
         return f"Executor(sandbox={self.sandbox!r}, max_workers={self.max_workers})"

@@ -397,6 +397,26 @@ class Submission:
             "metadata": dict(self.metadata),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Submission:
+        """The submission ``to_dict`` gave (built-in checkers only: a callable checker
+        cannot be rebuilt from data, and raises :class:`SubmissionError`)."""
+        from ._checkers import checker_from_identity
+
+        code = data.get("code")
+        return cls(
+            language=data["language"],
+            code=None if code is None else code.encode("latin-1"),
+            files=[File.from_dict(f) for f in data.get("files", ())],
+            tests=[TestCase.from_dict(t) for t in data.get("tests", ())],
+            limits=Limits.from_dict(data["limits"]) if "limits" in data else None,
+            compile_limits=(
+                Limits.from_dict(data["compile_limits"]) if "compile_limits" in data else None
+            ),
+            checker=checker_from_identity(data.get("checker", "default")),
+            metadata=data.get("metadata"),
+        )
+
 
 # ---------------------------------------------------------------------------- outputs
 
