@@ -153,14 +153,18 @@ class LocalDispatcher:
         return job
 
     def _ended(self, entry: _Entry) -> None:
-        with self._cond:
-            if not entry.started:  # cancelled while queued
-                self._queued -= 1
-                self._cancelled_in_heap += 1
-                if self._cancelled_in_heap > 64 and self._cancelled_in_heap * 2 > len(self._heap):
-                    self._heap = [item for item in self._heap if not item[2].job._future.done()]
-                    heapq.heapify(self._heap)
-                    self._cancelled_in_heap = 0
+        if entry.started:
+            return  # the worker released it before publishing the result
+        with self._cond:  # cancelled while queued
+            self._queued -= 1
+            self._cancelled_in_heap += 1
+            if self._cancelled_in_heap > 64 and self._cancelled_in_heap * 2 > len(self._heap):
+                self._heap = [item for item in self._heap if not item[2].job._future.done()]
+                heapq.heapify(self._heap)
+                self._cancelled_in_heap = 0
+        self._release(entry)
+
+    def _release(self, entry: _Entry) -> None:
         if self.fairness is not None and entry.user is not None:
             self.fairness.release(entry.user, entry.job.id)
 
@@ -186,12 +190,20 @@ class LocalDispatcher:
                 self._mean_wait = 0.9 * self._mean_wait + 0.1 * waited
             entry.job._started.set()
             try:
-                future.set_result(executor._judge(entry.prepared, entry.enqueued))
+                result = executor._judge(entry.prepared, entry.enqueued)
             except BaseException as exc:  # an infrastructure failure: the job fails
+                self._finish(entry)
                 future.set_exception(exc)
-            finally:
-                with self._cond:
-                    self._running -= 1
+            else:
+                self._finish(entry)
+                future.set_result(result)
+
+    def _finish(self, entry: _Entry) -> None:
+        """Free the job's place (and its user's) before its result is published, so a
+        caller who saw the result may submit again at once."""
+        with self._cond:
+            self._running -= 1
+        self._release(entry)
 
     # -------------------------------------------------------------- metrics
 
