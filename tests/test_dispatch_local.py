@@ -12,7 +12,6 @@ import codeexec
 from codeexec import JobError, JobStatus, QueueFull, RateLimited
 from codeexec.dispatch import (
     FairnessPolicy,
-    InlineDispatcher,
     LocalDispatcher,
     MemoryFairness,
     RedisFairness,
