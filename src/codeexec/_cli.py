@@ -5,6 +5,9 @@
     codeexec languages [--json]
     codeexec doctor [--json]
     codeexec store migrate --db URL
+    codeexec worker --broker URL [--result-backend URL] [--sandbox NAME] [--slots N]
+                    [--concurrency N] [--languages L,L] [--max-tasks-per-child N]
+                    [--visibility-timeout S] [--cache URL] [--uid-base UID]
     codeexec store lifecycle --db URL --hot DIR [--cold URL [--cold-option K=V ...]]
                              [--move-after DAYS] [--delete-after DAYS] [--json]
     codeexec store query --db URL --hot DIR [--user U] [--problem P] [--verdict V]
@@ -99,6 +102,27 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--verdict", help="verdict, e.g. accepted")
     query.add_argument("--limit", type=int, default=20)
     query.add_argument("--cursor", help="the 'next' of the previous page")
+
+    worker = sub.add_parser("worker", help="run a Celery worker that judges submissions")
+    worker.add_argument("--broker", required=True, help="broker URL, e.g. redis://127.0.0.1/0")
+    worker.add_argument("--result-backend", help="result backend URL (default: the broker)")
+    worker.add_argument("--sandbox", default="process", help="sandbox name (default: process)")
+    worker.add_argument("--slots", type=int, default=1, help="sandbox slots per pool process")
+    worker.add_argument("--concurrency", type=int, default=1, help="pool processes (default 1)")
+    worker.add_argument("--languages", help="languages to serve (default: every one this host has)")
+    worker.add_argument("--max-tasks-per-child", type=int, default=100)
+    worker.add_argument(
+        "--visibility-timeout",
+        type=float,
+        default=300.0,
+        help="seconds before a job of a vanished worker is delivered again (> longest run)",
+    )
+    worker.add_argument("--cache", help="result cache URL shared with the hosts")
+    worker.add_argument(
+        "--uid-base", type=int, default=61000, help="first run uid (distinct per worker)"
+    )
+    worker.add_argument("--hostname", help="Celery node name (default: codeexec-<pid>@host)")
+    worker.add_argument("--loglevel", default="warning")
     return parser
 
 
@@ -311,6 +335,41 @@ def _cmd_store(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from .dispatch._celery import celery_app, queue_name
+
+    app = celery_app(
+        args.broker,
+        args.result_backend,
+        visibility_timeout=args.visibility_timeout,
+        max_tasks_per_child=args.max_tasks_per_child,
+    )
+    app.conf.update(
+        codeexec_sandbox=args.sandbox,
+        codeexec_sandbox_options={"slots": args.slots},
+        codeexec_cache=args.cache,
+        codeexec_uid_base=args.uid_base,
+    )
+    registry = LanguageRegistry(default_languages())
+    if args.languages:
+        languages = [registry.get(name).name for name in args.languages.split(",")]
+    else:
+        languages = registry.available()
+    queues = [queue_name(args.sandbox, None)] + [queue_name(args.sandbox, n) for n in languages]
+    argv = [
+        "worker",
+        "--pool=prefork",
+        f"--concurrency={args.concurrency}",
+        f"--queues={','.join(queues)}",
+        f"--loglevel={args.loglevel}",
+        f"--hostname={args.hostname or f'codeexec-{os.getpid()}@%h'}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    app.worker_main(argv)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``codeexec`` command."""
     parser = _parser()
@@ -320,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         "languages": _cmd_languages,
         "doctor": _cmd_doctor,
         "store": _cmd_store,
+        "worker": _cmd_worker,
     }
     try:
         return commands[args.command](args)

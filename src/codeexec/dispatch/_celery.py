@@ -1,0 +1,389 @@
+"""Celery: jobs judged by workers on any number of machines.
+
+The host side is :class:`CeleryDispatcher`; the worker side is the ``codeexec.run`` task
+of :func:`celery_app`, started by ``codeexec worker``. A submission travels as
+``Submission.to_dict()`` (JSON) and its result comes back as ``Result.to_dict()``
+through the result backend.
+
+Settings that lose no job when a worker dies (set by :func:`celery_app`):
+
+- ``task_acks_late`` and ``task_reject_on_worker_lost``: a job is acknowledged after it
+  ran, and a job whose pool process died is put back;
+- ``worker_prefetch_multiplier=1``: a worker holds one job beyond those it runs, so a
+  dead worker strands as few as possible;
+- ``visibility_timeout`` (Redis broker): a job taken by a worker that vanished whole
+  (SIGKILL, a lost machine) is delivered again after this many seconds; it must be
+  longer than the longest run, or a slow run would be delivered twice;
+- ``worker_max_tasks_per_child``: pool processes (and their sandboxes) are recycled.
+
+A job run twice after a crash is harmless: judging has no side effect outside the
+sandbox, and with a cache the second run is a cache hit by fingerprint.
+
+Untrusted code never runs in the Celery pool process: the task hands it to the worker's
+sandbox (slot servers in their own cgroups), so an OOM or a fork bomb ends the run with
+its verdict and the pool process goes on serving.
+"""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import logging
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+try:
+    import celery
+    from celery import states
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ImportError("the Celery dispatcher needs Celery: pip install 'codeexec[celery]'") from exc
+
+from .._errors import CodeExecError, DispatchError, JobError, QueueFull
+from .._model import Result, Submission
+from ._base import QueueMetrics, user_of
+
+if TYPE_CHECKING:
+    from .._executor import Executor, Job
+    from ._fairness import Fairness
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CeleryDispatcher", "celery_app", "queue_name"]
+
+TASK = "codeexec.run"
+#: kombu's Redis transport keeps priorities 0-9 in these steps (one list each).
+_PRIORITY_STEPS = (0, 3, 6, 9)
+_PRIORITY_SEP = "\x06\x16"
+
+
+def queue_name(backend: str, language: str | None) -> str:
+    """The queue of jobs for ``backend`` in ``language``; ``language=None`` is the
+    backend's ``high`` queue (jobs submitted with a priority above 0)."""
+    return f"codeexec.{backend}.{language or 'high'}"
+
+
+def celery_app(
+    broker: str,
+    result_backend: str | None = None,
+    *,
+    app: celery.Celery | None = None,
+    visibility_timeout: float = 300.0,
+    max_tasks_per_child: int = 100,
+    result_expires: float = 86400.0,
+) -> celery.Celery:
+    """A Celery app (or the host's ``app``) configured for codeexec, with its task.
+
+    :param broker: e.g. ``redis://127.0.0.1:6379/0`` or ``amqp://...``.
+    :param result_backend: where results go back (default: the broker's URL).
+    :param visibility_timeout: seconds after which a job taken by a vanished worker is
+        delivered again (Redis broker); keep it above the longest run.
+    :param max_tasks_per_child: jobs a pool process runs before it is replaced.
+    """
+    if app is None:
+        app = celery.Celery("codeexec", broker=broker, backend=result_backend or broker)
+    transport = {
+        "visibility_timeout": visibility_timeout,
+        # Consume the first non-empty queue in the order given: the high queue first.
+        "queue_order_strategy": "priority",
+        "priority_steps": list(_PRIORITY_STEPS),
+    }
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        worker_max_tasks_per_child=max_tasks_per_child,
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": visibility_timeout},
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_expires=result_expires,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    app.task(name=TASK, bind=True)(_run_task)
+    return app
+
+
+# ---------------------------------------------------------------------- worker side
+
+_worker_executor: Executor | None = None
+_worker_lock = threading.Lock()
+
+
+def _run_task(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
+    """The ``codeexec.run`` task: judge one submission in this worker's sandbox."""
+    submission = Submission.from_dict(payload)
+    result = _executor_for(task.app).run(submission)
+    return result.to_dict()
+
+
+def _executor_for(app: celery.Celery) -> Executor:
+    """This pool process's executor, made on its first job (after the fork: a sandbox's
+    slot servers must belong to the process that uses them)."""
+    global _worker_executor
+    with _worker_lock:
+        if _worker_executor is None:
+            from billiard.process import current_process
+
+            from .._executor import Executor
+
+            conf = app.conf
+            options = dict(conf.get("codeexec_sandbox_options") or {})
+            sandbox = conf.get("codeexec_sandbox") or "process"
+            if sandbox in ("process", "nsjail"):
+                # Pool processes on one machine must not share run uids.
+                slots = int(options.get("slots") or 1)
+                index = getattr(current_process(), "index", 0) or 0
+                options["slots"] = slots
+                options["uid_base"] = int(conf.get("codeexec_uid_base") or 61000) + index * slots
+            _worker_executor = Executor(
+                sandbox,
+                sandbox_options=options,
+                cache=conf.get("codeexec_cache"),
+                dispatcher="inline",
+            )
+            atexit.register(_worker_executor.close)
+        return _worker_executor
+
+
+# ---------------------------------------------------------------------- host side
+
+
+class _Pending:
+    __slots__ = ("future", "started", "user", "queue", "key", "submitted", "started_at")
+
+    def __init__(
+        self, future: concurrent.futures.Future[Result], started: threading.Event,
+        user: str | None, queue: str, key: tuple[str, str],
+    ) -> None:  # fmt: skip
+        self.future = future
+        self.started = started
+        self.user = user
+        self.queue = queue
+        self.key = key
+        self.submitted = time.monotonic()
+        self.started_at: float | None = None
+
+
+class CeleryDispatcher:
+    """Sends jobs to Celery workers (``codeexec worker``) and collects their results.
+
+    :param app: the host's Celery app, or None to make one from ``broker``.
+    :param broker: the broker URL (with ``app=None``).
+    :param result_backend: the result backend URL (default: the broker's).
+    :param backend: the sandbox the workers run (names the queues:
+        ``codeexec.<backend>.<language>`` and ``codeexec.<backend>.high``).
+    :param max_queued: jobs this host may have waiting or running at once;
+        :class:`~codeexec.QueueFull` beyond.
+    :param fairness: per-user bounds (:class:`~codeexec.dispatch.RedisFairness` to share
+        them between hosts).
+    :param poll_interval: seconds between two looks at the results of pending jobs.
+    :param celery_options: more options for :func:`celery_app` (visibility_timeout, ...).
+    """
+
+    name = "celery"
+
+    def __init__(
+        self,
+        app: celery.Celery | None = None,
+        *,
+        broker: str | None = None,
+        result_backend: str | None = None,
+        backend: str = "process",
+        max_queued: int = 100_000,
+        fairness: Fairness | None = None,
+        poll_interval: float = 0.02,
+        **celery_options: Any,
+    ) -> None:
+        if app is None and broker is None:
+            raise CodeExecError("CeleryDispatcher needs a Celery app or a broker URL")
+        self.app = celery_app(broker or "", result_backend, app=app, **celery_options)
+        self.backend = backend
+        self.max_queued = max_queued
+        self.fairness = fairness
+        self.poll_interval = poll_interval
+        self._executor: Executor | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._lock = threading.Lock()
+        self._mean_wait: dict[str, float] = {}
+        self._closed = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="codeexec-celery", daemon=True)
+        self._broker_redis: Any = None
+
+    def bind(self, executor: Executor) -> None:
+        self._executor = executor
+        self._poller.start()
+
+    # -------------------------------------------------------------- submit
+
+    def submit(self, submission: Submission, *, priority: int = 0) -> Job:
+        from .._executor import Job
+
+        if self._executor is None:
+            raise CodeExecError("the dispatcher is not bound to an executor")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise CodeExecError(f"priority must be an int, got {priority!r}")
+        language = self._executor.languages.get(submission.language).name
+        payload = submission.to_dict()
+        Submission.from_dict(payload)  # what the worker will do: fail here, not there
+        job_id = uuid.uuid4().hex
+        user = user_of(submission)
+        queue = queue_name(self.backend, None if priority > 0 else language)
+        with self._lock:
+            if self._closed.is_set():
+                raise CodeExecError("the dispatcher is closed")
+            if len(self._pending) >= self.max_queued:
+                raise QueueFull(
+                    f"{len(self._pending)} jobs are in flight (at most {self.max_queued})"
+                )
+            if self.fairness is not None and user is not None:
+                self.fairness.admit(user, job_id)
+            future: concurrent.futures.Future[Result] = concurrent.futures.Future()
+            started = threading.Event()
+            key = (language, self.backend)
+            self._pending[job_id] = _Pending(future, started, user, queue, key)
+        try:
+            self.app.send_task(
+                TASK,
+                args=[payload],
+                task_id=job_id,
+                queue=queue,
+                priority=min(9, max(0, priority)),
+            )
+        except Exception as exc:
+            self._forget(job_id)
+            raise DispatchError(f"cannot send the job to the broker: {exc}") from exc
+        future.add_done_callback(lambda f: self._cancelled(job_id) if f.cancelled() else None)
+        estimate = self._executor.estimates.get(key)
+        return Job(future, started, estimate, id=job_id)
+
+    def _cancelled(self, job_id: str) -> None:
+        # Workers drop a revoked job when they get it; one already running finishes
+        # and its result is ignored.
+        self.app.control.revoke(job_id)
+        self._forget(job_id)
+
+    def _forget(self, job_id: str) -> _Pending | None:
+        with self._lock:
+            pending = self._pending.pop(job_id, None)
+        if pending is not None and self.fairness is not None and pending.user is not None:
+            self.fairness.release(pending.user, job_id)
+        return pending
+
+    # -------------------------------------------------------------- results
+
+    def _poll(self) -> None:
+        backend = self.app.backend
+        bulk = hasattr(backend, "mget") and hasattr(backend, "get_key_for_task")
+        while not self._closed.wait(self.poll_interval):
+            with self._lock:
+                ids = list(self._pending)
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                try:
+                    metas = self._metas(backend, chunk) if bulk else self._each(chunk)
+                except Exception as exc:  # the backend is down: try again later
+                    log.warning("cannot read results (%s); retrying", exc)
+                    self._closed.wait(1.0)
+                    break
+                for job_id, meta in zip(chunk, metas, strict=True):
+                    if meta is not None:
+                        self._update(job_id, meta)
+
+    @staticmethod
+    def _metas(backend: Any, ids: list[str]) -> list[dict[str, Any] | None]:
+        raw = backend.mget([backend.get_key_for_task(i) for i in ids])
+        return [None if r is None else backend.decode_result(r) for r in raw]
+
+    def _each(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        out: list[dict[str, Any] | None] = []
+        for job_id in ids:
+            result = self.app.AsyncResult(job_id)
+            state = result.state
+            out.append(None if state == states.PENDING else {"status": state, "result": None})
+            if state in states.READY_STATES:
+                out[-1] = {"status": state, "result": result.get(propagate=False)}
+        return out
+
+    def _update(self, job_id: str, meta: dict[str, Any]) -> None:
+        status = meta.get("status")
+        with self._lock:
+            pending = self._pending.get(job_id)
+        if pending is None:
+            return
+        begun = status == states.STARTED or status in states.READY_STATES
+        if begun and pending.started_at is None:
+            if not pending.future.set_running_or_notify_cancel():
+                return  # cancelled meanwhile
+            pending.started_at = time.monotonic()
+            pending.started.set()
+            waited = pending.started_at - pending.submitted
+            old = self._mean_wait.get(pending.queue, waited)
+            self._mean_wait[pending.queue] = 0.9 * old + 0.1 * waited
+        if status not in states.READY_STATES:
+            return
+        self._forget(job_id)
+        if status == states.SUCCESS:
+            result = Result.from_dict(meta["result"])
+            assert self._executor is not None
+            self._executor.estimates.add(pending.key, result.total_time)
+            pending.future.set_result(result)
+        elif status == states.REVOKED:
+            pending.future.set_exception(JobError(f"job {job_id} was revoked"))
+        else:
+            pending.future.set_exception(
+                DispatchError(f"job {job_id} failed on its worker: {meta.get('result')!r}")
+            )
+
+    # -------------------------------------------------------------- metrics
+
+    def metrics(self) -> dict[str, QueueMetrics]:
+        """Per queue: jobs waiting in the broker (all hosts', when it is Redis), this
+        host's jobs running, its oldest waiting job's wait, and the mean wait."""
+        now = time.monotonic()
+        with self._lock:
+            pendings = list(self._pending.values())
+        queues = {p.queue for p in pendings} | set(self._mean_wait)
+        out = {}
+        for queue in sorted(queues):
+            mine = [p for p in pendings if p.queue == queue]
+            waiting = [p.submitted for p in mine if p.started_at is None]
+            length = self._broker_length(queue)
+            out[queue] = QueueMetrics(
+                length=len(waiting) if length is None else length,
+                running=sum(1 for p in mine if p.started_at is not None),
+                oldest_wait=now - min(waiting) if waiting else 0.0,
+                mean_wait=self._mean_wait.get(queue, 0.0),
+            )
+        return out
+
+    def _broker_length(self, queue: str) -> int | None:
+        url = self.app.conf.broker_url or ""
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        try:
+            if self._broker_redis is None:
+                import redis
+
+                self._broker_redis = redis.Redis.from_url(url)
+            names = [queue] + [f"{queue}{_PRIORITY_SEP}{s}" for s in _PRIORITY_STEPS[1:]]
+            return int(sum(self._broker_redis.llen(n) for n in names))
+        except Exception:  # metrics are advice: never fail for them
+            return None
+
+    def close(self) -> None:
+        """Stop collecting results; jobs still in flight fail with JobError here (the
+        workers finish them; a cache keeps their results for whoever asks again)."""
+        self._closed.set()
+        if self._poller.is_alive():
+            self._poller.join()
+        with self._lock:
+            left = list(self._pending)
+        for job_id in left:
+            pending = self._forget(job_id)
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(JobError(f"job {job_id}: the dispatcher closed"))
