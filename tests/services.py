@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -194,3 +195,68 @@ class S3Server:
             self.proc.wait()
             self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class CeleryWorker:
+    """A real ``codeexec worker`` (a Celery worker process and its pool) on a broker;
+    can be killed with SIGKILL (the whole process group, as a lost machine) and
+    started again."""
+
+    def __init__(self, broker: str, name: str, *, uid_base: int, **options: object) -> None:
+        self.broker = broker
+        self.name = name
+        self.uid_base = uid_base
+        self.options = {
+            "languages": "python,bash",
+            "visibility-timeout": 8,
+            "max-tasks-per-child": 1000,
+            "loglevel": "info",
+        } | options
+        self.log = tempfile.NamedTemporaryFile(prefix=f"codeexec-{name}-", suffix=".log")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> CeleryWorker:
+        argv = [
+            sys.executable, "-m", "codeexec._cli", "worker",
+            "--broker", self.broker,
+            "--uid-base", str(self.uid_base),
+            "--hostname", f"{self.name}@%h",
+        ]  # fmt: skip
+        for key, value in self.options.items():
+            argv += [f"--{key}", str(value)]
+        offset = os.path.getsize(self.log.name)
+        self.proc = subprocess.Popen(
+            argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log.name, "rb") as f:
+                f.seek(offset)
+                if b" ready." in f.read():
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"worker {self.name} did not start:\n{self.output()}")
+
+    def output(self) -> str:
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")[-4000:]
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool processes at once (no warm shutdown)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None

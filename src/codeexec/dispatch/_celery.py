@@ -12,8 +12,9 @@ Settings that lose no job when a worker dies (set by :func:`celery_app`):
 - ``worker_prefetch_multiplier=1``: a worker holds one job beyond those it runs, so a
   dead worker strands as few as possible;
 - ``visibility_timeout`` (Redis broker): a job taken by a worker that vanished whole
-  (SIGKILL, a lost machine) is delivered again after this many seconds; it must be
-  longer than the longest run, or a slow run would be delivered twice;
+  (SIGKILL, a lost machine) is delivered again after this many seconds (workers look
+  for such jobs every quarter of it); it must be longer than the longest run, or a
+  slow run would be delivered twice;
 - ``worker_max_tasks_per_child``: pool processes (and their sandboxes) are recycled.
 
 A job run twice after a crash is harmless: judging has no side effect outside the
@@ -59,9 +60,11 @@ _PRIORITY_SEP = "\x06\x16"
 
 
 def queue_name(backend: str, language: str | None) -> str:
-    """The queue of jobs for ``backend`` in ``language``; ``language=None`` is the
-    backend's ``high`` queue (jobs submitted with a priority above 0)."""
-    return f"codeexec.{backend}.{language or 'high'}"
+    """The queue of jobs for ``backend`` in ``language`` (``codeexec.process.lang.c``);
+    ``language=None`` is the backend's high queue (``codeexec.process.high``), for jobs
+    submitted with a priority above 0. Workers take from their queues in sorted order,
+    and ``high`` sorts before ``lang``: a high job is the next one a free worker takes."""
+    return f"codeexec.{backend}.high" if language is None else f"codeexec.{backend}.lang.{language}"
 
 
 def celery_app(
@@ -85,8 +88,14 @@ def celery_app(
         app = celery.Celery("codeexec", broker=broker, backend=result_backend or broker)
     transport = {
         "visibility_timeout": visibility_timeout,
-        # Consume the first non-empty queue in the order given: the high queue first.
-        "queue_order_strategy": "priority",
+        # Look for jobs of vanished workers often: by default kombu sweeps every
+        # 10 s x 10 (the throttle), so a redelivery could wait 100 s past the timeout.
+        "unacked_restore_interval": max(1.0, min(10.0, visibility_timeout / 4)),
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": max(30, int(visibility_timeout)),
+        # Take from the first non-empty queue in sorted order (see queue_name). kombu's
+        # "priority" order follows a set's order, not the order the queues were given.
+        "queue_order_strategy": "sorted",
         "priority_steps": list(_PRIORITY_STEPS),
     }
     app.conf.update(
@@ -252,7 +261,6 @@ class CeleryDispatcher:
                 args=[payload],
                 task_id=job_id,
                 queue=queue,
-                priority=min(9, max(0, priority)),
             )
         except Exception as exc:
             self._forget(job_id)

@@ -1,0 +1,146 @@
+"""Jobs through Celery: a real redis-server as broker and result backend, real
+``codeexec worker`` processes."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+
+import pytest
+from services import CeleryWorker
+
+import codeexec
+from codeexec import JobStatus, QueueFull, RateLimited, SubmissionError, Verdict
+from codeexec.dispatch import CeleryDispatcher, FairnessPolicy, RedisFairness
+
+_databases = itertools.count(1)  # one Redis database per test: no job crosses tests
+_uids = itertools.count(62000, 100)
+
+
+@pytest.fixture
+def broker(redis_server):
+    return redis_server.url.rsplit("/", 1)[0] + f"/{next(_databases)}"
+
+
+@pytest.fixture
+def workers(broker):
+    started: list[CeleryWorker] = []
+
+    def start(count: int = 1, **options: object) -> list[CeleryWorker]:
+        new = [
+            CeleryWorker(broker, f"w{len(started) + i}", uid_base=next(_uids), **options).start()
+            for i in range(count)
+        ]
+        started.extend(new)
+        return new
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def executor(broker):
+    dispatcher = CeleryDispatcher(broker=broker, visibility_timeout=8)
+    with codeexec.Executor(dispatcher=dispatcher) as ex:
+        yield ex
+
+
+def echo(i: int, **metadata: object) -> codeexec.Submission:
+    return codeexec.Submission(
+        language="bash",
+        code=f"echo $(({i} * 7))",
+        tests=[codeexec.TestCase(expected=f"{i * 7}\n")],
+        metadata=metadata,
+    )
+
+
+def test_500_jobs_survive_a_worker_killed_midway(workers, executor):
+    first, second = workers(2)
+    jobs = [executor.submit(echo(i)) for i in range(500)]
+    deadline = time.monotonic() + 120
+    while sum(j.done() for j in jobs) < 150:
+        assert time.monotonic() < deadline, "the workers made no progress"
+        time.sleep(0.02)
+    first.kill()  # SIGKILL, worker and pool at once: its taken jobs are unacknowledged
+    log = first.output()
+    received = set(re.findall(r"codeexec\.run\[(\w+)\] received", log))
+    succeeded = set(re.findall(r"codeexec\.run\[(\w+)\] succeeded", log))
+    stranded = received - succeeded
+    assert stranded, "the kill caught no job in flight"
+    time.sleep(0.5)
+    first.start()
+    results = [j.result(timeout=180) for j in jobs]
+    by_id = {j.id: r for j, r in zip(jobs, results, strict=True)}
+    assert all(by_id[i].ok for i in stranded)  # delivered again and judged
+    wrong = [i for i, r in enumerate(results) if r.verdict is not Verdict.ACCEPTED]
+    assert wrong == []
+    assert [r.tests[0].stdout for r in results] == [f"{i * 7}\n" for i in range(500)]
+    assert all(j.status is JobStatus.DONE for j in jobs)
+
+
+def test_an_oom_and_a_fork_bomb_get_their_verdicts_and_the_worker_serves_on(workers, executor):
+    workers(1)
+    memory_bomb = codeexec.Submission(
+        language="python",
+        code="x = bytearray(512 << 20)\nprint(len(x))",
+        limits=codeexec.Limits(memory="64M", wall_time=20),
+    )
+    fork_bomb = codeexec.Submission(
+        language="bash",
+        code=":(){ :|:& };:",
+        limits=codeexec.Limits(pids=16, wall_time=2, cpu_time=1),
+    )
+    assert executor.submit(memory_bomb).result(timeout=60).verdict in (
+        Verdict.MEMORY_LIMIT_EXCEEDED,
+        Verdict.RUNTIME_ERROR,
+    )
+    bombed = executor.submit(fork_bomb).result(timeout=60)
+    assert bombed.verdict is not Verdict.INTERNAL_ERROR
+    after = [executor.submit(echo(i)) for i in range(5)]
+    assert [j.result(timeout=60).ok for j in after] == [True] * 5
+
+
+def test_high_priority_jobs_overtake_the_queue(workers, executor):
+    normal = [executor.submit(echo(i)) for i in range(40)]
+    high = executor.submit(echo(999), priority=5)
+    metrics = executor.metrics()
+    assert metrics["codeexec.process.lang.bash"].length == 40
+    assert metrics["codeexec.process.high"].length == 1
+    workers(1)
+    assert high.result(timeout=60).ok
+    finished_before = sum(j.done() for j in normal)
+    assert finished_before <= 5, finished_before
+    assert all(j.result(timeout=60).ok for j in normal)
+
+
+def test_a_queued_job_can_be_cancelled(workers, executor):
+    jobs = [executor.submit(echo(i)) for i in range(5)]
+    assert jobs[4].cancel()
+    assert jobs[4].status is JobStatus.CANCELLED
+    workers(1)
+    assert all(j.result(timeout=60).ok for j in jobs[:4])
+    with pytest.raises(codeexec.JobError):
+        jobs[4].result(timeout=1)
+
+
+def test_queue_full_rate_limits_and_bad_input(broker, redis_server):
+    fairness = RedisFairness.from_url(
+        FairnessPolicy(max_in_flight=2), redis_server.url, prefix=f"{broker}:"
+    )
+    dispatcher = CeleryDispatcher(broker=broker, max_queued=3, fairness=fairness)
+    with codeexec.Executor(dispatcher=dispatcher) as ex:
+        ex.submit(echo(1, user_id="u"))
+        ex.submit(echo(2, user_id="u"))
+        with pytest.raises(RateLimited):
+            ex.submit(echo(3, user_id="u"))
+        ex.submit(echo(4, user_id="v"))
+        with pytest.raises(QueueFull):
+            ex.submit(echo(5))
+        with pytest.raises(SubmissionError, match="callable checker"):
+            ex.submit(
+                codeexec.Submission(language="bash", code="echo", checker=lambda *a: True)
+            )
+        with pytest.raises(codeexec.UnknownLanguageError):
+            ex.submit(codeexec.Submission(language="cobol", code="x"))
