@@ -212,7 +212,8 @@ class CeleryWorker:
             "max-tasks-per-child": 1000,
             "loglevel": "info",
         } | options
-        self.log = tempfile.NamedTemporaryFile(prefix=f"codeexec-{name}-", suffix=".log")
+        self.log_path = os.path.join(tempfile.mkdtemp(prefix="codeexec-worker-"), f"{name}.log")
+        open(self.log_path, "wb").close()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> CeleryWorker:
@@ -224,13 +225,14 @@ class CeleryWorker:
         ]  # fmt: skip
         for key, value in self.options.items():
             argv += [f"--{key}", str(value)]
-        offset = os.path.getsize(self.log.name)
-        self.proc = subprocess.Popen(
-            argv, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        offset = os.path.getsize(self.log_path)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with open(self.log.name, "rb") as f:
+            with open(self.log_path, "rb") as f:
                 f.seek(offset)
                 if b" ready." in f.read():
                     return self
@@ -240,8 +242,8 @@ class CeleryWorker:
         raise RuntimeError(f"worker {self.name} did not start:\n{self.output()}")
 
     def output(self) -> str:
-        with open(self.log.name, "rb") as f:
-            return f.read().decode(errors="replace")[-4000:]
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool processes at once (no warm shutdown)."""
@@ -260,3 +262,4 @@ class CeleryWorker:
             except subprocess.TimeoutExpired:
                 self.kill()
             self.proc = None
+        shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)

@@ -8,19 +8,19 @@ import re
 import time
 
 import pytest
-from services import CeleryWorker
 
 import codeexec
 from codeexec import JobStatus, QueueFull, RateLimited, SubmissionError, Verdict
 from codeexec.dispatch import CeleryDispatcher, FairnessPolicy, RedisFairness
+from services import CeleryWorker
 
-_databases = itertools.count(1)  # one Redis database per test: no job crosses tests
+_tests = itertools.count()  # a Redis database (1-15) per test: no job crosses tests
 _uids = itertools.count(62000, 100)
 
 
 @pytest.fixture
 def broker(redis_server):
-    return redis_server.url.rsplit("/", 1)[0] + f"/{next(_databases)}"
+    return redis_server.url.rsplit("/", 1)[0] + f"/{1 + next(_tests) % 15}"
 
 
 @pytest.fixture
@@ -139,8 +139,6 @@ def test_queue_full_rate_limits_and_bad_input(broker, redis_server):
         with pytest.raises(QueueFull):
             ex.submit(echo(5))
         with pytest.raises(SubmissionError, match="callable checker"):
-            ex.submit(
-                codeexec.Submission(language="bash", code="echo", checker=lambda *a: True)
-            )
+            ex.submit(codeexec.Submission(language="bash", code="echo", checker=lambda *a: True))
         with pytest.raises(codeexec.UnknownLanguageError):
             ex.submit(codeexec.Submission(language="cobol", code="x"))
