@@ -358,7 +358,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     queues = [queue_name(args.sandbox, None)] + [queue_name(args.sandbox, n) for n in languages]
     argv = [
         "worker",
-        "--pool=prefork",
+        f"--pool={os.environ.get('CX_POOL', 'prefork')}",
         f"--concurrency={args.concurrency}",
         f"--queues={','.join(queues)}",
         f"--loglevel={args.loglevel}",

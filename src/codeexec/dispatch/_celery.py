@@ -101,7 +101,7 @@ def celery_app(
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
+        worker_prefetch_multiplier=int(__import__("os").environ.get("CX_PREFETCH", "1")),
         task_track_started=True,
         worker_max_tasks_per_child=max_tasks_per_child,
         broker_transport_options=transport,
@@ -190,7 +190,10 @@ class CeleryDispatcher:
         :class:`~codeexec.QueueFull` beyond.
     :param fairness: per-user bounds (:class:`~codeexec.dispatch.RedisFairness` to share
         them between hosts).
-    :param poll_interval: seconds between two looks at the results of pending jobs.
+    :param poll_interval: seconds between two looks at the results of pending jobs
+        when the result backend cannot notify (a Redis backend notifies at once).
+    :param sweep_interval: seconds between two reads of every pending job's state, as
+        well as the notifications (which a lost connection can miss).
     :param celery_options: more options for :func:`celery_app` (visibility_timeout, ...).
     """
 
@@ -205,7 +208,8 @@ class CeleryDispatcher:
         backend: str = "process",
         max_queued: int = 100_000,
         fairness: Fairness | None = None,
-        poll_interval: float = 0.02,
+        poll_interval: float = 0.05,
+        sweep_interval: float = 1.0,
         **celery_options: Any,
     ) -> None:
         if app is None and broker is None:
@@ -215,6 +219,7 @@ class CeleryDispatcher:
         self.max_queued = max_queued
         self.fairness = fairness
         self.poll_interval = poll_interval
+        self.sweep_interval = sweep_interval
         self._executor: Executor | None = None
         self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
@@ -261,6 +266,9 @@ class CeleryDispatcher:
                 args=[payload],
                 task_id=job_id,
                 queue=queue,
+                # Celery would otherwise build a repr of the whole submission for logs.
+                argsrepr=f"<{language} submission>",
+                kwargsrepr="{}",
             )
         except Exception as exc:
             self._forget(job_id)
@@ -285,22 +293,64 @@ class CeleryDispatcher:
     # -------------------------------------------------------------- results
 
     def _poll(self) -> None:
+        """Collect states and results: from the Redis backend's notifications as they
+        are stored (one message each, no polling), with a sweep of every pending job
+        each ``sweep_interval`` for anything missed (stored before we listened, a lost
+        connection); other backends are swept every ``poll_interval``."""
         backend = self.app.backend
         bulk = hasattr(backend, "mget") and hasattr(backend, "get_key_for_task")
-        while not self._closed.wait(self.poll_interval):
-            with self._lock:
-                ids = list(self._pending)
-            for start in range(0, len(ids), 1000):
-                chunk = ids[start : start + 1000]
+        listener = self._listen(backend)
+        interval = self.sweep_interval if listener is not None else self.poll_interval
+        next_sweep = 0.0
+        while not self._closed.is_set():
+            if listener is not None:
                 try:
-                    metas = self._metas(backend, chunk) if bulk else self._each(chunk)
-                except Exception as exc:  # the backend is down: try again later
-                    log.warning("cannot read results (%s); retrying", exc)
-                    self._closed.wait(1.0)
-                    break
-                for job_id, meta in zip(chunk, metas, strict=True):
-                    if meta is not None:
-                        self._update(job_id, meta)
+                    self._drain(backend, listener)
+                except Exception as exc:  # reconnects on the next round; sweeps cover it
+                    log.warning("result notifications failed (%s)", exc)
+                    listener = None
+            else:
+                self._closed.wait(self.poll_interval)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + interval
+                self._sweep(backend, bulk)
+                if listener is None and bulk:
+                    listener = self._listen(backend)
+
+    def _listen(self, backend: Any) -> Any:
+        client = getattr(backend, "client", None)
+        if client is None or not hasattr(client, "pubsub"):
+            return None
+        try:
+            listener = client.pubsub(ignore_subscribe_messages=True)
+            listener.psubscribe(backend.get_key_for_task("*"))
+            return listener
+        except Exception as exc:
+            log.warning("cannot listen for results (%s); polling", exc)
+            return None
+
+    def _drain(self, backend: Any, listener: Any) -> None:
+        message = listener.get_message(timeout=self.poll_interval)
+        prefix = _text(backend.get_key_for_task("x"))[:-1]
+        while message is not None:
+            job_id = _text(message["channel"])[len(prefix) :]
+            if job_id in self._pending:
+                self._update(job_id, backend.decode_result(message["data"]))
+            message = listener.get_message(timeout=0)
+
+    def _sweep(self, backend: Any, bulk: bool) -> None:
+        with self._lock:
+            ids = list(self._pending)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            try:
+                metas = self._metas(backend, chunk) if bulk else self._each(chunk)
+            except Exception as exc:  # the backend is down: try again later
+                log.warning("cannot read results (%s); retrying", exc)
+                return
+            for job_id, meta in zip(chunk, metas, strict=True):
+                if meta is not None:
+                    self._update(job_id, meta)
 
     @staticmethod
     def _metas(backend: Any, ids: list[str]) -> list[dict[str, Any] | None]:
@@ -395,3 +445,7 @@ class CeleryDispatcher:
             pending = self._forget(job_id)
             if pending is not None and not pending.future.done():
                 pending.future.set_exception(JobError(f"job {job_id}: the dispatcher closed"))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
