@@ -69,8 +69,10 @@ def through_submit(ex: codeexec.Executor, n: int) -> float:
     elapsed = time.perf_counter() - started
     assert all(r.ok for r in results)
     if os.environ.get("CX_CPU"):
-        print(f"  {ex.dispatcher.name}: {(cpu_busy() - busy) / n * 1e3:.2f} ms CPU per job,"
-              f" {(cpu_busy() - busy) / elapsed:.2f} cores busy")
+        print(
+            f"  {ex.dispatcher.name}: {(cpu_busy() - busy) / n * 1e3:.2f} ms CPU per job,"
+            f" {(cpu_busy() - busy) / elapsed:.2f} cores busy"
+        )
     return n / elapsed
 
 
@@ -82,10 +84,7 @@ def main() -> None:
     n = args.jobs
 
     redis = RedisServer().start()
-    workers = [
-        CeleryWorker(redis.url, f"bench{i}", uid_base=63000 + 100 * i)
-        for i in range(2)
-    ]
+    workers = [CeleryWorker(redis.url, f"bench{i}", uid_base=63000 + 100 * i) for i in range(2)]
     try:
         for worker in workers:
             worker.start()
@@ -93,7 +92,12 @@ def main() -> None:
         best = {"run_many": 0.0, "local": 0.0, "celery": 0.0}
         with (
             codeexec.Executor(sandbox) as local,
-            codeexec.Executor(sandbox, dispatcher=CeleryDispatcher(broker=redis.url)) as remote,
+            codeexec.Executor(
+                sandbox,
+                dispatcher=CeleryDispatcher(
+                    broker=redis.url, batch_size=int(os.environ.get("CX_BATCH", "8"))
+                ),
+            ) as remote,
         ):
             through_run_many(local, 50)  # warm: slot servers, toolchain detection
             through_submit(remote, 50)  # warm: worker pools and their sandboxes

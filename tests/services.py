@@ -228,7 +228,11 @@ class CeleryWorker:
         offset = os.path.getsize(self.log_path)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},  # the log is read live
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -28,6 +28,7 @@ its verdict and the pool process goes on serving.
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import logging
 import threading
@@ -41,6 +42,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("the Celery dispatcher needs Celery: pip install 'codeexec[celery]'") from exc
 
+from .._checkers import CallableChecker, checker_from_identity
 from .._errors import CodeExecError, DispatchError, JobError, QueueFull
 from .._model import Result, Submission
 from ._base import QueueMetrics, user_of
@@ -53,7 +55,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CeleryDispatcher", "celery_app", "queue_name"]
 
-TASK = "codeexec.run"
+TASK = "codeexec.judge"
 #: kombu's Redis transport keeps priorities 0-9 in these steps (one list each).
 _PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
@@ -101,8 +103,9 @@ def celery_app(
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=int(__import__("os").environ.get("CX_PREFETCH", "1")),
-        task_track_started=True,
+        worker_prefetch_multiplier=1,
+        # Each job's states are stored by the task itself, under the job's id.
+        task_ignore_result=True,
         worker_max_tasks_per_child=max_tasks_per_child,
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": visibility_timeout},
@@ -123,11 +126,77 @@ _worker_executor: Executor | None = None
 _worker_lock = threading.Lock()
 
 
-def _run_task(task: Any, payload: dict[str, Any]) -> dict[str, Any]:
-    """The ``codeexec.run`` task: judge one submission in this worker's sandbox."""
-    submission = Submission.from_dict(payload)
-    result = _executor_for(task.app).run(submission)
-    return result.to_dict()
+def _run_task(task: Any, jobs: list[dict[str, Any]]) -> int:
+    """The ``codeexec.judge`` task: judge a batch of jobs in this worker's sandbox.
+
+    Each job's state (STARTED, then SUCCESS with its result, or FAILURE) is stored
+    under the job's own id, so the host follows every job on its own. A job already
+    done (the batch was delivered again after a worker died) or revoked (cancelled by
+    its host) is skipped. Jobs run concurrently across the sandbox's slots. Returns how
+    many ran.
+    """
+    states_of = _JobStates(task.backend)
+    executor = _executor_for(task.app)
+    skip = (states.SUCCESS, states.REVOKED)
+    todo = [
+        job for job, status in zip(jobs, states_of.read(jobs), strict=True) if status not in skip
+    ]
+
+    def judge(job: dict[str, Any]) -> None:
+        states_of.started(job["id"])
+        try:
+            result = executor.run(Submission.from_dict(job["submission"]))
+        except Exception as exc:  # bad input that slipped through, a broken sandbox
+            log.exception("job %s failed", job["id"])
+            task.backend.mark_as_failure(job["id"], exc)
+            return
+        states_of.done(job["id"], result.to_dict())
+
+    if len(todo) <= 1 or executor.max_workers == 1:
+        for job in todo:
+            judge(job)
+    else:
+        with concurrent.futures.ThreadPoolExecutor(executor.max_workers) as pool:
+            list(pool.map(judge, todo))
+    return len(todo)
+
+
+class _JobStates:
+    """Job states in the result backend, in the layout Celery's own results have (so
+    ``AsyncResult(job_id)`` works too). On a key-value backend (Redis) a state is one
+    write and all of a batch's states one read: Celery's ``store_result`` would read
+    the old state first, twice as many round trips per job as the run needs."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.direct = hasattr(backend, "mget") and hasattr(backend, "get_key_for_task")
+
+    def read(self, jobs: list[dict[str, Any]]) -> list[str]:
+        if not self.direct:
+            return [self.backend.get_task_meta(j["id"], cache=False)["status"] for j in jobs]
+        keys = [self.backend.get_key_for_task(j["id"]) for j in jobs]
+        raw = self.backend.mget(keys)
+        return [states.PENDING if r is None else self.backend.decode(r)["status"] for r in raw]
+
+    def _write(self, job_id: str, status: str, result: Any) -> None:
+        if not self.direct:
+            self.backend.store_result(job_id, result, status)
+            return
+        meta = {
+            "status": status,
+            "result": result,
+            "traceback": None,
+            "children": [],
+            "date_done": None if status == states.STARTED else self.backend.app.now().isoformat(),
+            "task_id": job_id,
+        }
+        self.backend.set(self.backend.get_key_for_task(job_id), self.backend.encode(meta))
+
+    def started(self, job_id: str) -> None:
+        self._write(job_id, states.STARTED, None)
+
+    def done(self, job_id: str, result: dict[str, Any]) -> None:
+        self._write(job_id, states.SUCCESS, result)
 
 
 def _executor_for(app: celery.Celery) -> Executor:
@@ -194,7 +263,11 @@ class CeleryDispatcher:
         when the result backend cannot notify (a Redis backend notifies at once).
     :param sweep_interval: seconds between two reads of every pending job's state, as
         well as the notifications (which a lost connection can miss).
-    :param celery_options: more options for :func:`celery_app` (visibility_timeout, ...).
+    :param batch_size: jobs sent in one message at most (under load; a lone job goes
+        alone at once).
+    :param visibility_timeout: the broker's (see :func:`celery_app`); a submission whose
+        worst-case run time exceeds it is refused at submit.
+    :param celery_options: more options for :func:`celery_app`.
     """
 
     name = "celery"
@@ -210,11 +283,21 @@ class CeleryDispatcher:
         fairness: Fairness | None = None,
         poll_interval: float = 0.05,
         sweep_interval: float = 1.0,
+        batch_size: int = 8,
+        visibility_timeout: float = 300.0,
         **celery_options: Any,
     ) -> None:
         if app is None and broker is None:
             raise CodeExecError("CeleryDispatcher needs a Celery app or a broker URL")
-        self.app = celery_app(broker or "", result_backend, app=app, **celery_options)
+        self.app = celery_app(
+            broker or "",
+            result_backend,
+            app=app,
+            visibility_timeout=visibility_timeout,
+            **celery_options,
+        )
+        self.visibility_timeout = visibility_timeout
+        self.batch_size = batch_size
         self.backend = backend
         self.max_queued = max_queued
         self.fairness = fairness
@@ -222,15 +305,19 @@ class CeleryDispatcher:
         self.sweep_interval = sweep_interval
         self._executor: Executor | None = None
         self._pending: dict[str, _Pending] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._mean_wait: dict[str, float] = {}
         self._closed = threading.Event()
+        self._outbox: collections.deque[tuple[str, dict[str, Any], float]] = collections.deque()
+        self._has_mail = threading.Condition(self._lock)
         self._poller = threading.Thread(target=self._poll, name="codeexec-celery", daemon=True)
+        self._sender = threading.Thread(target=self._send, name="codeexec-send", daemon=True)
         self._broker_redis: Any = None
 
     def bind(self, executor: Executor) -> None:
         self._executor = executor
         self._poller.start()
+        self._sender.start()
 
     # -------------------------------------------------------------- submit
 
@@ -241,12 +328,23 @@ class CeleryDispatcher:
             raise CodeExecError("the dispatcher is not bound to an executor")
         if not isinstance(priority, int) or isinstance(priority, bool):
             raise CodeExecError(f"priority must be an int, got {priority!r}")
-        language = self._executor.languages.get(submission.language).name
+        language = self._executor.languages.get(submission.language)
+        if isinstance(submission.checker, CallableChecker):  # code cannot travel as data
+            checker_from_identity(submission.checker.identity)  # raises SubmissionError
         payload = submission.to_dict()
-        Submission.from_dict(payload)  # what the worker will do: fail here, not there
+        longest = _longest_run(submission, language.compiled)
+        if longest >= self.visibility_timeout:
+            raise DispatchError(
+                f"this submission may take up to {longest:.0f} s, longer than the broker's"
+                f" visibility timeout ({self.visibility_timeout:.0f} s): a worker would be"
+                " thought dead while judging it; raise visibility_timeout"
+            )
         job_id = uuid.uuid4().hex
         user = user_of(submission)
-        queue = queue_name(self.backend, None if priority > 0 else language)
+        queue = queue_name(self.backend, None if priority > 0 else language.name)
+        key = (language.name, self.backend)
+        future: concurrent.futures.Future[Result] = concurrent.futures.Future()
+        started = threading.Event()
         with self._lock:
             if self._closed.is_set():
                 raise CodeExecError("the dispatcher is closed")
@@ -256,32 +354,62 @@ class CeleryDispatcher:
                 )
             if self.fairness is not None and user is not None:
                 self.fairness.admit(user, job_id)
-            future: concurrent.futures.Future[Result] = concurrent.futures.Future()
-            started = threading.Event()
-            key = (language, self.backend)
             self._pending[job_id] = _Pending(future, started, user, queue, key)
-        try:
-            self.app.send_task(
-                TASK,
-                args=[payload],
-                task_id=job_id,
-                queue=queue,
-                # Celery would otherwise build a repr of the whole submission for logs.
-                argsrepr=f"<{language} submission>",
-                kwargsrepr="{}",
-            )
-        except Exception as exc:
-            self._forget(job_id)
-            raise DispatchError(f"cannot send the job to the broker: {exc}") from exc
+            self._outbox.append((queue, {"id": job_id, "submission": payload}, longest))
+            self._has_mail.notify()
         future.add_done_callback(lambda f: self._cancelled(job_id) if f.cancelled() else None)
-        estimate = self._executor.estimates.get(key)
-        return Job(future, started, estimate, id=job_id)
+        return Job(future, started, self._executor.estimates.get(key), id=job_id)
+
+    def _send(self) -> None:
+        """The sender thread: whatever is in the outbox goes out at once, in batches of
+        up to ``batch_size`` jobs per queue (and half the visibility timeout of worst
+        case run time). A lone job goes alone, without waiting; under load, jobs that
+        arrive while a batch is being sent share the next message, so the cost of a
+        message is spread over many jobs."""
+        while True:
+            with self._lock:
+                while not self._outbox and not self._closed.is_set():
+                    self._has_mail.wait()
+                if not self._outbox:
+                    return
+                queue = self._outbox[0][0]
+                batch: list[dict[str, Any]] = []
+                budget = self.visibility_timeout / 2
+                rest: collections.deque[tuple[str, dict[str, Any], float]] = collections.deque()
+                while self._outbox:
+                    item = self._outbox.popleft()
+                    fits = len(batch) < self.batch_size and (not batch or item[2] <= budget)
+                    if item[0] == queue and fits:
+                        batch.append(item[1])
+                        budget -= item[2]
+                    else:
+                        rest.append(item)
+                self._outbox = rest + self._outbox
+            try:
+                self.app.send_task(
+                    TASK,
+                    args=[batch],
+                    queue=queue,
+                    # Celery would otherwise build a repr of every submission for logs.
+                    argsrepr=f"<{len(batch)} jobs>",
+                    kwargsrepr="{}",
+                )
+            except Exception as exc:
+                log.error("cannot send %d jobs to the broker: %s", len(batch), exc)
+                for job in batch:
+                    pending = self._forget(job["id"])
+                    if pending is not None and pending.future.set_running_or_notify_cancel():
+                        pending.future.set_exception(
+                            DispatchError(f"cannot send the job to the broker: {exc}")
+                        )
 
     def _cancelled(self, job_id: str) -> None:
-        # Workers drop a revoked job when they get it; one already running finishes
-        # and its result is ignored.
-        self.app.control.revoke(job_id)
-        self._forget(job_id)
+        # A worker skips a job whose state is REVOKED; one already running finishes and
+        # its result is ignored.
+        with self._lock:
+            self._outbox = collections.deque(i for i in self._outbox if i[1]["id"] != job_id)
+        if self._forget(job_id) is not None:
+            self.app.backend.mark_as_revoked(job_id, "cancelled by its host")
 
     def _forget(self, job_id: str) -> _Pending | None:
         with self._lock:
@@ -436,9 +564,13 @@ class CeleryDispatcher:
     def close(self) -> None:
         """Stop collecting results; jobs still in flight fail with JobError here (the
         workers finish them; a cache keeps their results for whoever asks again)."""
-        self._closed.set()
-        if self._poller.is_alive():
-            self._poller.join()
+        with self._lock:
+            self._closed.set()
+            self._outbox.clear()  # not sent: these fail below with the rest
+            self._has_mail.notify_all()
+        for thread in (self._sender, self._poller):
+            if thread.is_alive():
+                thread.join()
         with self._lock:
             left = list(self._pending)
         for job_id in left:
@@ -449,3 +581,10 @@ class CeleryDispatcher:
 
 def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _longest_run(submission: Submission, compiled: bool) -> float:
+    """Seconds a submission can take at most: its compile step and every test at
+    their wall-time limits."""
+    tests = len(submission.effective_tests) * submission.limits.effective_wall_time
+    return tests + (submission.compile_limits.effective_wall_time if compiled else 0.0)
