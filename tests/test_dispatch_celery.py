@@ -88,7 +88,7 @@ def test_an_oom_and_a_fork_bomb_get_their_verdicts_and_the_worker_serves_on(work
     memory_bomb = codeexec.Submission(
         language="python",
         code="x = bytearray(512 << 20)\nprint(len(x))",
-        limits=codeexec.Limits(memory="64M", wall_time=20),
+        limits=codeexec.Limits(memory="64M", wall_time=5),
     )
     fork_bomb = codeexec.Submission(
         language="bash",
@@ -111,6 +111,8 @@ def test_high_priority_jobs_overtake_the_queue(workers, executor):
     metrics = executor.metrics()
     assert metrics["codeexec.process.lang.bash"].length == 40
     assert metrics["codeexec.process.high"].length == 1
+    time.sleep(0.2)  # the sender has sent them all by now
+    assert executor.metrics()["codeexec.process.lang.bash"].backlog >= 40 // 8
     workers(1)
     assert high.result(timeout=60).ok
     finished_before = sum(j.done() for j in normal)
@@ -145,3 +147,9 @@ def test_queue_full_rate_limits_and_bad_input(broker, redis_server):
             ex.submit(codeexec.Submission(language="bash", code="echo", checker=lambda *a: True))
         with pytest.raises(codeexec.UnknownLanguageError):
             ex.submit(codeexec.Submission(language="cobol", code="x"))
+        slow = codeexec.Submission(
+            language="bash", code="sleep 1", tests=[codeexec.TestCase()] * 3,
+            limits=codeexec.Limits(wall_time=120),
+        )  # fmt: skip
+        with pytest.raises(codeexec.DispatchError, match="visibility timeout"):
+            ex.submit(slow)  # 360 s at worst: a worker would be thought dead meanwhile

@@ -38,12 +38,15 @@ class Dispatcher(Protocol):
 @attrs.frozen
 class QueueMetrics:
     """The load of one queue: jobs waiting, jobs running (where known), how long the
-    oldest waiting job has waited and the recent mean wait, in seconds."""
+    oldest waiting job has waited and the recent mean wait, in seconds; ``backlog`` is
+    the number of messages waiting in the broker for every host (Celery on Redis), or
+    None where it is not known."""
 
     length: int
     running: int
     oldest_wait: float
     mean_wait: float
+    backlog: int | None = None
 
 
 class Estimates:

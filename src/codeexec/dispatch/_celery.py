@@ -528,8 +528,9 @@ class CeleryDispatcher:
     # -------------------------------------------------------------- metrics
 
     def metrics(self) -> dict[str, QueueMetrics]:
-        """Per queue: jobs waiting in the broker (all hosts', when it is Redis), this
-        host's jobs running, its oldest waiting job's wait, and the mean wait."""
+        """Per queue: this host's jobs waiting and running, its oldest waiting job's
+        wait, the mean wait, and the messages (batches of jobs) waiting in the broker
+        for every host, when the broker is Redis."""
         now = time.monotonic()
         with self._lock:
             pendings = list(self._pending.values())
@@ -538,12 +539,12 @@ class CeleryDispatcher:
         for queue in sorted(queues):
             mine = [p for p in pendings if p.queue == queue]
             waiting = [p.submitted for p in mine if p.started_at is None]
-            length = self._broker_length(queue)
             out[queue] = QueueMetrics(
-                length=len(waiting) if length is None else length,
+                length=len(waiting),
                 running=sum(1 for p in mine if p.started_at is not None),
                 oldest_wait=now - min(waiting) if waiting else 0.0,
                 mean_wait=self._mean_wait.get(queue, 0.0),
+                backlog=self._broker_length(queue),
             )
         return out
 
