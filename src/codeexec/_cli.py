@@ -6,7 +6,8 @@
     codeexec doctor [--json]
     codeexec store migrate --db URL
     codeexec worker --broker URL [--result-backend URL] [--sandbox NAME] [--slots N]
-                    [--concurrency N] [--languages L,L] [--max-tasks-per-child N]
+                    [--concurrency N] [--pool prefork|solo] [--languages L,L]
+                    [--max-tasks-per-child N]
                     [--visibility-timeout S] [--cache URL] [--uid-base UID]
     codeexec store lifecycle --db URL --hot DIR [--cold URL [--cold-option K=V ...]]
                              [--move-after DAYS] [--delete-after DAYS] [--json]
@@ -110,6 +111,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--slots", type=int, default=1, help="sandbox slots per pool process")
     worker.add_argument("--concurrency", type=int, default=1, help="pool processes (default 1)")
     worker.add_argument("--languages", help="languages to serve (default: every one this host has)")
+    worker.add_argument(
+        "--pool",
+        choices=["prefork", "solo"],
+        default="prefork",
+        help="prefork (default): jobs run from pool processes, recycled after"
+        " --max-tasks-per-child batches; solo: from the worker process, less overhead",
+    )
     worker.add_argument("--max-tasks-per-child", type=int, default=100)
     worker.add_argument(
         "--visibility-timeout",
@@ -358,7 +366,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     queues = [queue_name(args.sandbox, None)] + [queue_name(args.sandbox, n) for n in languages]
     argv = [
         "worker",
-        f"--pool={os.environ.get('CX_POOL', 'prefork')}",
+        f"--pool={args.pool}",
         f"--concurrency={args.concurrency}",
         f"--queues={','.join(queues)}",
         f"--loglevel={args.loglevel}",

@@ -143,22 +143,67 @@ def _run_task(task: Any, jobs: list[dict[str, Any]]) -> int:
     ]
 
     def judge(job: dict[str, Any]) -> None:
-        states_of.started(job["id"])
+        watch.begin(job["id"])
         try:
             result = executor.run(Submission.from_dict(job["submission"]))
         except Exception as exc:  # bad input that slipped through, a broken sandbox
             log.exception("job %s failed", job["id"])
+            watch.end(job["id"])
             task.backend.mark_as_failure(job["id"], exc)
             return
+        watch.end(job["id"])
         states_of.done(job["id"], result.to_dict())
 
-    if len(todo) <= 1 or executor.max_workers == 1:
-        for job in todo:
-            judge(job)
-    else:
-        with concurrent.futures.ThreadPoolExecutor(executor.max_workers) as pool:
-            list(pool.map(judge, todo))
+    with _StartWatch(states_of) as watch:
+        if len(todo) <= 1 or executor.max_workers == 1:
+            for job in todo:
+                judge(job)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(executor.max_workers) as pool:
+                list(pool.map(judge, todo))
     return len(todo)
+
+
+class _StartWatch:
+    """Stores STARTED for jobs that have run ``after`` seconds. Most jobs of a judge
+    end within milliseconds: for them the state goes from PENDING to SUCCESS in one
+    write (a host would rarely have seen the short RUNNING anyway); a longer run shows
+    as RUNNING from ``after`` seconds in."""
+
+    def __init__(self, states_of: _JobStates, after: float = 0.05) -> None:
+        self.states_of = states_of
+        self.after = after
+        self._running: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="codeexec-started", daemon=True)
+
+    def __enter__(self) -> _StartWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def begin(self, job_id: str) -> None:
+        with self._lock:
+            self._running[job_id] = time.monotonic()
+
+    def end(self, job_id: str) -> None:
+        # After this, the watch never writes STARTED for the job: a final state written
+        # next cannot be overwritten.
+        with self._lock:
+            self._running.pop(job_id, None)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.after / 2):
+            now = time.monotonic()
+            with self._lock:
+                due = [j for j, t in self._running.items() if now - t >= self.after]
+                for job_id in due:
+                    self.states_of.started(job_id)
+                    del self._running[job_id]
 
 
 class _JobStates:
