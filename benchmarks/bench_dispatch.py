@@ -10,7 +10,7 @@ Jobs are trivial (``echo`` in bash, each different, so nothing is cached): what 
 measured is the dispatch path. Starts its own redis-server. Prints ratios and writes
 ``benchmarks/out/dispatch.json``.
 
-    .venv/bin/python benchmarks/bench_dispatch.py [--jobs 1000] [--rounds 3]
+    .venv/bin/python benchmarks/bench_dispatch.py [--jobs 1000] [--rounds 3] [--pool solo]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from codeexec.dispatch import CeleryDispatcher  # noqa: E402
 from services import CeleryWorker, RedisServer  # noqa: E402
 
 _serial = itertools.count()
+SHOW_CPU = False
 
 
 def jobs(n: int) -> list[codeexec.Submission]:
@@ -69,7 +70,7 @@ def through_submit(ex: codeexec.Executor, n: int) -> float:
     elapsed = time.perf_counter() - started
     bad = [(r.verdict, r.tests[0].message if r.tests else "") for r in results if not r.ok]
     assert not bad, bad[:5]
-    if os.environ.get("CX_CPU"):
+    if SHOW_CPU:
         print(
             f"  {ex.dispatcher.name}: {(cpu_busy() - busy) / n * 1e3:.2f} ms CPU per job,"
             f" {(cpu_busy() - busy) / elapsed:.2f} cores busy"
@@ -81,11 +82,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pool", default="prefork", help="the workers' pool: prefork or solo")
+    parser.add_argument("--cpu", action="store_true", help="print CPU time per job")
     args = parser.parse_args()
+    global SHOW_CPU
+    SHOW_CPU = args.cpu
     n = args.jobs
 
     redis = RedisServer().start()
-    workers = [CeleryWorker(redis.url, f"bench{i}", uid_base=63000 + 100 * i) for i in range(2)]
+    workers = [
+        CeleryWorker(redis.url, f"bench{i}", uid_base=63000 + 100 * i, pool=args.pool)
+        for i in range(2)
+    ]
     try:
         for worker in workers:
             worker.start()
@@ -93,12 +101,7 @@ def main() -> None:
         best = {"run_many": 0.0, "local": 0.0, "celery": 0.0}
         with (
             codeexec.Executor(sandbox) as local,
-            codeexec.Executor(
-                sandbox,
-                dispatcher=CeleryDispatcher(
-                    broker=redis.url, batch_size=int(os.environ.get("CX_BATCH", "8"))
-                ),
-            ) as remote,
+            codeexec.Executor(sandbox, dispatcher=CeleryDispatcher(broker=redis.url)) as remote,
         ):
             through_run_many(local, 50)  # warm: slot servers, toolchain detection
             through_submit(remote, 50)  # warm: worker pools and their sandboxes
