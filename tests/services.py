@@ -209,7 +209,7 @@ class CeleryWorker:
         self.options = {
             "languages": "python,bash",
             "visibility-timeout": 8,
-            "max-tasks-per-child": 1000,
+            "recycle-after": 1000,
             "loglevel": "info",
         } | options
         self.log_path = os.path.join(tempfile.mkdtemp(prefix="codeexec-worker-"), f"{name}.log")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
 import time
 
@@ -153,3 +154,29 @@ def test_queue_full_rate_limits_and_bad_input(broker, redis_server):
         )  # fmt: skip
         with pytest.raises(codeexec.DispatchError, match="visibility timeout"):
             ex.submit(slow)  # 360 s at worst: a worker would be thought dead meanwhile
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rpartition(")")[2].split()[1])
+            except OSError:
+                continue
+            if ppid == pid:
+                found.add(int(entry))
+    return found
+
+
+def test_the_worker_sandbox_is_recycled(workers, executor):
+    (worker,) = workers(1, **{"recycle-after": 4})
+    assert worker.proc is not None
+    servers = []
+    for round_ in range(3):
+        jobs = [executor.submit(echo(round_ * 10 + i)) for i in range(4)]
+        assert all(j.result(timeout=60).ok for j in jobs)
+        servers.append(children(worker.proc.pid))
+    # The slot servers of one sandbox serve 4 jobs, then a new sandbox takes over.
+    assert all(servers) and len({frozenset(s) for s in servers}) >= 2

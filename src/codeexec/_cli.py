@@ -6,8 +6,8 @@
     codeexec doctor [--json]
     codeexec store migrate --db URL
     codeexec worker --broker URL [--result-backend URL] [--sandbox NAME] [--slots N]
-                    [--concurrency N] [--pool prefork|solo] [--languages L,L]
-                    [--max-tasks-per-child N]
+                    [--concurrency N] [--pool solo|prefork] [--languages L,L]
+                    [--recycle-after N]
                     [--visibility-timeout S] [--cache URL] [--uid-base UID]
     codeexec store lifecycle --db URL --hot DIR [--cold URL [--cold-option K=V ...]]
                              [--move-after DAYS] [--delete-after DAYS] [--json]
@@ -109,16 +109,23 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--result-backend", help="result backend URL (default: the broker)")
     worker.add_argument("--sandbox", default="process", help="sandbox name (default: process)")
     worker.add_argument("--slots", type=int, default=1, help="sandbox slots per pool process")
-    worker.add_argument("--concurrency", type=int, default=1, help="pool processes (default 1)")
+    worker.add_argument(
+        "--concurrency", type=int, default=1, help="pool processes with --pool prefork"
+    )
     worker.add_argument("--languages", help="languages to serve (default: every one this host has)")
     worker.add_argument(
         "--pool",
-        choices=["prefork", "solo"],
-        default="prefork",
-        help="prefork (default): jobs run from pool processes, recycled after"
-        " --max-tasks-per-child batches; solo: from the worker process, less overhead",
+        choices=["solo", "prefork"],
+        default="solo",
+        help="solo (default): jobs are judged from the worker process, the least"
+        " overhead; prefork: from --concurrency pool processes",
     )
-    worker.add_argument("--max-tasks-per-child", type=int, default=100)
+    worker.add_argument(
+        "--recycle-after",
+        type=int,
+        default=1000,
+        help="jobs a sandbox judges before it is made anew (default 1000)",
+    )
     worker.add_argument(
         "--visibility-timeout",
         type=float,
@@ -350,7 +357,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         args.broker,
         args.result_backend,
         visibility_timeout=args.visibility_timeout,
-        max_tasks_per_child=args.max_tasks_per_child,
+        recycle_after=args.recycle_after,
     )
     app.conf.update(
         codeexec_sandbox=args.sandbox,

@@ -15,7 +15,9 @@ Settings that lose no job when a worker dies (set by :func:`celery_app`):
   (SIGKILL, a lost machine) is delivered again after this many seconds (workers look
   for such jobs every quarter of it); it must be longer than the longest run, or a
   slow run would be delivered twice;
-- ``worker_max_tasks_per_child``: pool processes (and their sandboxes) are recycled.
+- recycling: a worker's sandbox (its slot servers, where runs happen) is made anew
+  after ``recycle_after`` jobs; with the prefork pool, the pool process is replaced
+  after as many batches too (``worker_max_tasks_per_child``).
 
 A job run twice after a crash is harmless: judging has no side effect outside the
 sandbox, and with a cache the second run is a cache hit by fingerprint.
@@ -75,7 +77,7 @@ def celery_app(
     *,
     app: celery.Celery | None = None,
     visibility_timeout: float = 300.0,
-    max_tasks_per_child: int = 100,
+    recycle_after: int = 1000,
     result_expires: float = 86400.0,
 ) -> celery.Celery:
     """A Celery app (or the host's ``app``) configured for codeexec, with its task.
@@ -84,7 +86,8 @@ def celery_app(
     :param result_backend: where results go back (default: the broker's URL).
     :param visibility_timeout: seconds after which a job taken by a vanished worker is
         delivered again (Redis broker); keep it above the longest run.
-    :param max_tasks_per_child: jobs a pool process runs before it is replaced.
+    :param recycle_after: jobs a worker's sandbox judges before it is made anew (and
+        batches a prefork pool process takes before it is replaced).
     """
     if app is None:
         app = celery.Celery("codeexec", broker=broker, backend=result_backend or broker)
@@ -106,7 +109,8 @@ def celery_app(
         worker_prefetch_multiplier=1,
         # Each job's states are stored by the task itself, under the job's id.
         task_ignore_result=True,
-        worker_max_tasks_per_child=max_tasks_per_child,
+        worker_max_tasks_per_child=recycle_after,
+        codeexec_recycle_after=recycle_after,
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": visibility_timeout},
         task_serializer="json",
@@ -123,6 +127,7 @@ def celery_app(
 # ---------------------------------------------------------------------- worker side
 
 _worker_executor: Executor | None = None
+_worker_runs = 0  # jobs judged by the current executor
 _worker_lock = threading.Lock()
 
 
@@ -136,11 +141,11 @@ def _run_task(task: Any, jobs: list[dict[str, Any]]) -> int:
     many ran.
     """
     states_of = _JobStates(task.backend)
-    executor = _executor_for(task.app)
     skip = (states.SUCCESS, states.REVOKED)
     todo = [
         job for job, status in zip(jobs, states_of.read(jobs), strict=True) if status not in skip
     ]
+    executor = _executor_for(task.app, len(todo))
 
     def judge(job: dict[str, Any]) -> None:
         watch.begin(job["id"])
@@ -244,11 +249,19 @@ class _JobStates:
         self._write(job_id, states.SUCCESS, result)
 
 
-def _executor_for(app: celery.Celery) -> Executor:
-    """This pool process's executor, made on its first job (after the fork: a sandbox's
-    slot servers must belong to the process that uses them)."""
-    global _worker_executor
+def _executor_for(app: celery.Celery, jobs: int) -> Executor:
+    """This process's executor, made on its first batch (after the fork: a sandbox's
+    slot servers must belong to the process that uses them), and made anew, sandbox
+    and all, once it has judged ``codeexec_recycle_after`` jobs (between batches, so no
+    run is cut short)."""
+    global _worker_executor, _worker_runs
     with _worker_lock:
+        recycle_after = int(app.conf.get("codeexec_recycle_after") or 0)
+        if _worker_executor is not None and recycle_after and _worker_runs >= recycle_after:
+            log.info("recycling the sandbox after %d jobs", _worker_runs)
+            atexit.unregister(_worker_executor.close)
+            _worker_executor.close()
+            _worker_executor = None
         if _worker_executor is None:
             from billiard.process import current_process
 
@@ -269,7 +282,9 @@ def _executor_for(app: celery.Celery) -> Executor:
                 cache=conf.get("codeexec_cache"),
                 dispatcher="inline",
             )
+            _worker_runs = 0
             atexit.register(_worker_executor.close)
+        _worker_runs += jobs
         return _worker_executor
 
 
