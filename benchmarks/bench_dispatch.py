@@ -82,7 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pool", default="prefork", help="the workers' pool: prefork or solo")
+    parser.add_argument("--pool", default="solo", help="the workers' pool: solo or prefork")
     parser.add_argument("--cpu", action="store_true", help="print CPU time per job")
     args = parser.parse_args()
     global SHOW_CPU
