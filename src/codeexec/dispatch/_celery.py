@@ -292,18 +292,24 @@ def _executor_for(app: celery.Celery, jobs: int) -> Executor:
 
 
 class _Pending:
-    __slots__ = ("future", "started", "user", "queue", "key", "submitted", "started_at")
+    __slots__ = (
+        "future", "started", "user", "queue", "key", "item", "submitted", "sent_at",
+        "started_at",
+    )  # fmt: skip
 
     def __init__(
         self, future: concurrent.futures.Future[Result], started: threading.Event,
         user: str | None, queue: str, key: tuple[str, str],
+        item: tuple[str, dict[str, Any], float],
     ) -> None:  # fmt: skip
         self.future = future
         self.started = started
         self.user = user
         self.queue = queue
         self.key = key
+        self.item = item  # what the outbox holds for it, kept to send it again
         self.submitted = time.monotonic()
+        self.sent_at: float | None = None
         self.started_at: float | None = None
 
 
@@ -414,8 +420,9 @@ class CeleryDispatcher:
                 )
             if self.fairness is not None and user is not None:
                 self.fairness.admit(user, job_id)
-            self._pending[job_id] = _Pending(future, started, user, queue, key)
-            self._outbox.append((queue, {"id": job_id, "submission": payload}, longest))
+            item = (queue, {"id": job_id, "submission": payload}, longest)
+            self._pending[job_id] = _Pending(future, started, user, queue, key, item)
+            self._outbox.append(item)
             self._has_mail.notify()
         future.add_done_callback(lambda f: self._cancelled(job_id) if f.cancelled() else None)
         return Job(future, started, self._executor.estimates.get(key), id=job_id)
@@ -445,6 +452,11 @@ class CeleryDispatcher:
                     else:
                         rest.append(item)
                 self._outbox = rest + self._outbox
+                now = time.monotonic()
+                for job in batch:
+                    pending = self._pending.get(job["id"])
+                    if pending is not None:
+                        pending.sent_at = now
             try:
                 self.app.send_task(
                     TASK,
@@ -539,6 +551,40 @@ class CeleryDispatcher:
             for job_id, meta in zip(chunk, metas, strict=True):
                 if meta is not None:
                     self._update(job_id, meta)
+            if bulk:
+                self._resend_lost([i for i, m in zip(chunk, metas, strict=True) if m is None])
+
+    def _resend_lost(self, stateless: list[str]) -> None:
+        """Send again the jobs whose message the broker lost.
+
+        kombu's Redis transport pops a message and then, in a second step, records it
+        as unacknowledged: a worker killed between the two loses the message. A job
+        sent more than twice the visibility timeout ago, with no state (no worker took
+        it: a worker that takes a batch starts its jobs within half the timeout, and a
+        dead worker's batch is back in the queue after the timeout), while its queue is
+        empty, was lost that way. Sending it again is harmless: a worker skips a job
+        that is done, and judging one twice gives the same result.
+        """
+        now = time.monotonic()
+        with self._lock:
+            overdue = [
+                p
+                for job_id in stateless
+                if (p := self._pending.get(job_id)) is not None
+                and p.started_at is None
+                and p.sent_at is not None
+                and now - p.sent_at > 2 * self.visibility_timeout
+            ]
+        queues = {p.queue for p in overdue}
+        empty = {q for q in queues if self._broker_length(q) == 0}
+        lost = [p for p in overdue if p.queue in empty]
+        if lost:
+            log.warning("sending %d jobs again: the broker lost their message", len(lost))
+            with self._lock:
+                for p in lost:
+                    p.sent_at = None
+                    self._outbox.append(p.item)
+                self._has_mail.notify()
 
     @staticmethod
     def _metas(backend: Any, ids: list[str]) -> list[dict[str, Any] | None]:
