@@ -10,7 +10,7 @@ Jobs are trivial (``echo`` in bash, each different, so nothing is cached): what 
 measured is the dispatch path. Starts its own redis-server. Prints ratios and writes
 ``benchmarks/out/dispatch.json``.
 
-    .venv/bin/python benchmarks/bench_dispatch.py [--jobs 1000] [--rounds 3] [--pool solo]
+    .venv/bin/python benchmarks/bench_dispatch.py [--jobs 1000] [--rounds 5] [--pool solo]
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def through_submit(ex: codeexec.Executor, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--pool", default="solo", help="the workers' pool: solo or prefork")
     parser.add_argument("--cpu", action="store_true", help="print CPU time per job")
     args = parser.parse_args()
