@@ -89,6 +89,7 @@ def celery_app(
     :param recycle_after: jobs a worker's sandbox judges before it is made anew (and
         batches a prefork pool process takes before it is replaced).
     """
+    own = app is None
     if app is None:
         app = celery.Celery("codeexec", broker=broker, backend=result_backend or broker)
     transport = {
@@ -103,24 +104,31 @@ def celery_app(
         "queue_order_strategy": "sorted",
         "priority_steps": list(_PRIORITY_STEPS),
     }
+    # What the broker and the workers need for no job to be lost (a host's own app gets
+    # these too: its workers serve codeexec's queues).
     app.conf.update(
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        # Each job's states are stored by the task itself, under the job's id.
-        task_ignore_result=True,
         worker_max_tasks_per_child=recycle_after,
         codeexec_recycle_after=recycle_after,
-        broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": visibility_timeout},
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
+        broker_transport_options={**(app.conf.broker_transport_options or {}), **transport},
         result_expires=result_expires,
         broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
     )
-    app.task(name=TASK, bind=True)(_run_task)
+    if own:  # a host's app keeps its own serialization and logging choices
+        app.conf.update(
+            task_serializer="json",
+            result_serializer="json",
+            accept_content=["json"],
+            worker_hijack_root_logger=False,
+        )
+    app.task(
+        name=TASK,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,  # each job's states are stored by the task, under its id
+        serializer="json",
+    )(_run_task)
     return app
 
 
