@@ -210,3 +210,17 @@ def test_jobs_whose_message_the_broker_lost_are_sent_again(broker, workers):
         assert redis.Redis.from_url(broker).delete(queue) == 1
         workers(1)
         assert [j.result(timeout=60).tests[0].stdout for j in jobs] == ["0\n", "7\n", "14\n"]
+
+
+def test_results_judged_by_workers_are_stored_by_the_host(broker, workers, tmp_path):
+    workers(1)
+    dispatcher = CeleryDispatcher(broker=broker)
+    with codeexec.Executor(dispatcher=dispatcher, store=str(tmp_path)) as ex:
+        jobs = [ex.submit(echo(i, user_id="stored")) for i in range(3)]
+        results = [j.result(timeout=60) for j in jobs]
+        ids = [r.metadata["submission_id"] for r in results]
+        assert ex.store.flush(10)
+        records = ex.store.query(user_id="stored").records
+        assert sorted(r.id for r in records) == sorted(ids)
+        assert {r.backend for r in records} == {"process"}
+        assert ex.store.get(ids[2]).result.tests[0].stdout == "14\n"

@@ -271,10 +271,17 @@ class Executor:
             result = self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
         else:
             result = self._execute(prepared, queue_time)
+        return self.keep(prepared.submission, result)
+
+    def keep(self, submission: Submission, result: Result) -> Result:
+        """Save a judged submission in the store (if any) and return its result with
+        ``metadata["submission_id"]``; dispatchers that judge elsewhere call it when a
+        result comes back. A store failure raises :class:`~codeexec.StorageError`
+        with the result as its ``result`` attribute."""
         if self.store is None:
             return result
         try:
-            ident = self.store.save(prepared.submission, result)
+            ident = self.store.save(submission, result)
         except StorageError as exc:
             exc.result = result  # type: ignore[attr-defined]  # judged, but not kept
             raise

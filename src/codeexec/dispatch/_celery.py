@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise ImportError("the Celery dispatcher needs Celery: pip install 'codeexec[celery]'") from exc
 
 from .._checkers import CallableChecker, checker_from_identity
-from .._errors import CodeExecError, DispatchError, JobError, QueueFull
+from .._errors import CodeExecError, DispatchError, JobError, QueueFull, StorageError
 from .._model import Result, Submission
 from ._base import QueueMetrics, user_of
 
@@ -301,16 +301,17 @@ def _executor_for(app: celery.Celery, jobs: int) -> Executor:
 
 class _Pending:
     __slots__ = (
-        "future", "started", "user", "queue", "key", "item", "submitted", "sent_at",
-        "started_at",
+        "future", "started", "submission", "user", "queue", "key", "item", "submitted",
+        "sent_at", "started_at",
     )  # fmt: skip
 
     def __init__(
         self, future: concurrent.futures.Future[Result], started: threading.Event,
-        user: str | None, queue: str, key: tuple[str, str],
+        submission: Submission, user: str | None, queue: str, key: tuple[str, str],
         item: tuple[str, dict[str, Any], float],
     ) -> None:  # fmt: skip
         self.future = future
+        self.submission = submission
         self.started = started
         self.user = user
         self.queue = queue
@@ -429,7 +430,7 @@ class CeleryDispatcher:
             if self.fairness is not None and user is not None:
                 self.fairness.admit(user, job_id)
             item = (queue, {"id": job_id, "submission": payload}, longest)
-            self._pending[job_id] = _Pending(future, started, user, queue, key, item)
+            self._pending[job_id] = _Pending(future, started, submission, user, queue, key, item)
             self._outbox.append(item)
             self._has_mail.notify()
         future.add_done_callback(lambda f: self._cancelled(job_id) if f.cancelled() else None)
@@ -631,6 +632,11 @@ class CeleryDispatcher:
             result = Result.from_dict(meta["result"])
             assert self._executor is not None
             self._executor.estimates.add(pending.key, result.total_time)
+            try:
+                result = self._executor.keep(pending.submission, result)
+            except StorageError as exc:
+                pending.future.set_exception(exc)
+                return
             pending.future.set_result(result)
         elif status == states.REVOKED:
             pending.future.set_exception(JobError(f"job {job_id} was revoked"))
