@@ -150,7 +150,9 @@ class Executor:
             isinstance(cache, list | tuple) and all(isinstance(c, str) for c in cache)
         )
         self._owns_store = isinstance(store, str | os.PathLike)
-        # Cache and store first: a bad one raises before any sandbox process starts.
+        # Dispatcher, cache and store first: a bad one raises before any sandbox process
+        # starts (the dispatcher's threads start only when bound, below).
+        self.dispatcher = make_dispatcher(dispatcher)
         self.cache = make_cache(cache)
         try:
             self.store = make_store(store)
@@ -170,7 +172,6 @@ class Executor:
         self._cached = CachedJudge(self.cache, background=self._pool.submit) if self.cache else None
         #: Moving averages of judging time per (language, backend), for job estimates.
         self.estimates = Estimates()
-        self.dispatcher = make_dispatcher(dispatcher)
         self.dispatcher.bind(self)
         self._lock = threading.Lock()
         self._closed = False
