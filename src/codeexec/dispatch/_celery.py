@@ -509,7 +509,6 @@ class CeleryDispatcher:
         backend = self.app.backend
         bulk = hasattr(backend, "mget") and hasattr(backend, "get_key_for_task")
         listener = self._listen(backend)
-        interval = self.sweep_interval if listener is not None else self.poll_interval
         next_sweep = 0.0
         while not self._closed.is_set():
             if listener is not None:
@@ -521,10 +520,13 @@ class CeleryDispatcher:
             else:
                 self._closed.wait(self.poll_interval)
             if time.monotonic() >= next_sweep:
+                interval = self.sweep_interval if listener is not None else self.poll_interval
                 next_sweep = time.monotonic() + interval
                 self._sweep(backend, bulk)
                 if listener is None and bulk:
                     listener = self._listen(backend)
+        if listener is not None:
+            listener.close()
 
     def _listen(self, backend: Any) -> Any:
         client = getattr(backend, "client", None)
