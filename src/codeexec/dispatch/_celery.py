@@ -58,7 +58,8 @@ log = logging.getLogger(__name__)
 __all__ = ["CeleryDispatcher", "celery_app", "queue_name"]
 
 TASK = "codeexec.judge"
-#: kombu's Redis transport keeps priorities 0-9 in these steps (one list each).
+#: kombu's Redis transport keeps message priorities in these steps, one list each (the
+#: list of step 0 is named as the queue): a queue's length is the sum.
 _PRIORITY_STEPS = (0, 3, 6, 9)
 _PRIORITY_SEP = "\x06\x16"
 
@@ -102,7 +103,6 @@ def celery_app(
         # Take from the first non-empty queue in sorted order (see queue_name). kombu's
         # "priority" order follows a set's order, not the order the queues were given.
         "queue_order_strategy": "sorted",
-        "priority_steps": list(_PRIORITY_STEPS),
     }
     # What the broker and the workers need for no job to be lost (a host's own app gets
     # these too: its workers serve codeexec's queues).
