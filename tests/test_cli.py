@@ -69,3 +69,21 @@ def test_languages_and_doctor():
     assert process["available"] and process["isolated"], process
     assert process["self_test"] == "ok"
     assert "seccomp" in process["missing"]
+
+
+def test_run_keeps_the_submission_in_a_store(tmp_path):
+    proc = cli(
+        "run", str(EXAMPLES / "sum.py"), "--tests", str(EXAMPLES / "sum_tests.json"),
+        "--store", str(tmp_path),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    ident = proc.stdout.split("stored as: ")[1].split()[0]
+    listed = cli(
+        "store", "query", "--db", f"sqlite:///{tmp_path}/metadata.db",
+        "--hot", str(tmp_path / "blobs"), "--json",
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    records = json.loads(listed.stdout)["records"]
+    assert [(r["id"], r["verdict"], r["language"]) for r in records] == [
+        (ident, "accepted", "python")
+    ]

@@ -2,6 +2,7 @@
 
     codeexec run FILE [--language L] [--backend B] [--stdin TEXT | --tests FILE.json]
                       [--cpu-time S] [--wall-time S] [--memory SIZE] [--output SIZE] [--json]
+                      [--store DIR]
     codeexec languages [--json]
     codeexec doctor [--json]
     codeexec store migrate --db URL
@@ -71,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="stdout+stderr kept, e.g. 1M (default 1M)")
     run.add_argument("--checker", default="default", help="exact, default, tokens or float")
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    run.add_argument(
+        "--store", metavar="DIR", help="keep the submission and its result in a store there"
+    )
 
     langs = sub.add_parser("languages", help="list languages and their toolchains")
     langs.add_argument("--json", action="store_true")
@@ -192,6 +196,8 @@ def _submission(args: argparse.Namespace) -> Submission:
 
 def _print_result(result: Result) -> None:
     print(f"verdict: {result.verdict.value} ({result.verdict.short})")
+    if "submission_id" in result.metadata:
+        print(f"stored as: {result.metadata['submission_id']}")
     if result.compile is not None and not result.compile.ok:
         print(f"compile: {result.compile.message}")
         if result.compile.stderr:
@@ -214,7 +220,7 @@ def _print_result(result: Result) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     submission = _submission(args)
-    with Executor(args.backend) as executor:
+    with Executor(args.backend, store=args.store) as executor:
         result = executor.run(submission)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
