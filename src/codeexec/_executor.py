@@ -230,6 +230,8 @@ class Executor:
         """
         if self._closed:
             raise CodeExecError("the executor is closed")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise CodeExecError(f"priority must be an int, got {priority!r}")
         return self.dispatcher.submit(submission, priority=priority)
 
     def metrics(self) -> dict[str, QueueMetrics]:

@@ -401,8 +401,6 @@ class CeleryDispatcher:
 
         if self._executor is None:
             raise CodeExecError("the dispatcher is not bound to an executor")
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise CodeExecError(f"priority must be an int, got {priority!r}")
         language = self._executor.languages.get(submission.language)
         if isinstance(submission.checker, CallableChecker):  # code cannot travel as data
             checker_from_identity(submission.checker.identity)  # raises SubmissionError

@@ -128,8 +128,6 @@ class LocalDispatcher:
         from .._executor import Job
 
         executor = _bound(self._executor)
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise CodeExecError(f"priority must be an int, got {priority!r}")
         prepared = executor.prepare(submission)
         job_id = uuid.uuid4().hex
         user = user_of(submission)

@@ -228,12 +228,6 @@ class BlobStore:
         self.cold = cold
         self.compression: Compression = compression
 
-    def put(self, key: str, data: bytes) -> int:
-        """Compress and write ``data`` to the hot tier; returns the bytes stored."""
-        stored = compress(data, self.compression)
-        self.hot.put(key, stored)
-        return len(stored)
-
     def put_many(self, items: Mapping[str, bytes]) -> None:
         """Compress and write many blobs to the hot tier, concurrently."""
         self.hot.put_many({k: compress(v, self.compression) for k, v in items.items()})
