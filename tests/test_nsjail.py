@@ -91,7 +91,7 @@ def test_declares_seccomp_and_finds_its_binary():
     try:
         assert Capability.SECCOMP in sb.capabilities
         assert not sb.missing
-        assert sb.version.startswith("nsjail/1 ")
+        assert sb.version.startswith("nsjail/2 persistent ")
         assert os.access(find_nsjail(), os.X_OK)
     finally:
         sb.close()

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import gc
 import json
 import os
@@ -162,8 +164,11 @@ class Server:
         self.spare: tuple[int, socket.socket, int] | None = None
         self.prefork_network = False
         self.hard_limits: dict[int, int] = {}
-        #: nsjail mode: {"argv": [nsjail and its options]}; every run is nsjail's.
+        #: nsjail mode: {"argv": [nsjail and its options for one run], "init": [nsjail
+        #: and its options for a persistent jail] or None}; every run is nsjail's.
         self.jail: dict | None = config.get("jail")
+        #: The persistent jail that runs are started in, while it is up.
+        self.jailed: PersistentJail | None = None
         #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
         #: handing them to a pre-forked spare (everywhere else).
         self.spawner = (
@@ -180,6 +185,9 @@ class Server:
             # Held open and executed through /proc/self/fd: the binary may live under
             # a directory our scratch mounts hide (a checkout in /tmp, say).
             self.jail_binary = os.open(self.jail["argv"][0], os.O_RDONLY | os.O_CLOEXEC)
+            self.init_binary: int | None = None
+            if self.jail.get("init"):
+                self.init_binary = os.open(self.jail["init_binary"], os.O_RDONLY | os.O_CLOEXEC)
 
     # ----------------------------------------------------------------- scratch
 
@@ -236,6 +244,7 @@ class Server:
         if self.jail is not None:
             for res in (resource.RLIMIT_MEMLOCK, resource.RLIMIT_MSGQUEUE):
                 resource.setrlimit(res, (0, 0))
+                self.hard_limits[res] = 0
         # SCHED_BATCH: waking up for bookkeeping (a reset after a run) must not
         # preempt the host's thread; the spare returns to SCHED_OTHER for the run.
         with contextlib.suppress(OSError):
@@ -243,6 +252,11 @@ class Server:
         if self.isolated:
             self.mount_scratch()
         self.reset()
+        if self.jail is not None and self.init_binary is not None:
+            # Up before the first run (with no extra mounts, what most runs need);
+            # if it cannot start, the first run says why.
+            with contextlib.suppress(OSError):
+                self.jailed = self.start_jail(())
         send(self.sock, {"op": "ready"})
         while True:
             msg, fds = recv(self.sock)
@@ -382,6 +396,11 @@ class Server:
         return pid
 
     def run(self, msg: dict, fds: list[int]) -> None:
+        # A run that needs the host's network cannot use the persistent jail (it is
+        # in the slot's network namespace): it gets an nsjail of its own.
+        if self.jail is not None and self.init_binary is not None and not msg.get("network"):
+            self.run_in_jail(msg, fds)
+            return
         if self.spawns:
             os.chdir(msg["cwd"])
             started = time.monotonic()
@@ -424,6 +443,94 @@ class Server:
             return
         self.wait(pid, started)
 
+    def run_in_jail(self, msg: dict, fds: list[int]) -> None:
+        """Hand the run to the persistent jail's init (started, or restarted with
+        other mounts, first), serving kills meanwhile, and report what it reports."""
+        mounts = tuple(msg.get("mounts", ()))
+        try:
+            if self.jailed is not None and self.jailed.mounts != mounts:
+                self.kill_all()  # the jail, and everything in it
+            if self.jailed is None:
+                self.jailed = self.start_jail(mounts)
+            self.jailed.send_run(msg, self.jail_rlimits(msg), fds)
+        except OSError as exc:
+            self.kill_all()
+            send(self.sock, {"op": "exited", "spawn_error": f"the jail failed: {exc}"})
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+        send(self.sock, {"op": "started"})
+        jail = self.jailed
+        poller = select.poll()
+        poller.register(jail.sock, select.POLLIN)
+        poller.register(self.sock, select.POLLIN)
+        reply: list[str] | None = None
+        while reply is None:
+            for fd, _ in poller.poll():
+                if fd == self.sock.fileno():
+                    ctl, extra = recv(self.sock)
+                    for x in extra:
+                        os.close(x)
+                    if ctl is None:  # host gone: take the run down with us
+                        self.kill_all()
+                        sys.exit(0)
+                    if ctl.get("op") == "kill":
+                        jail.kill_run()
+                else:
+                    reply = jail.receive()
+                    break
+        if reply and reply[0] == "exited":
+            status, utime, stime, maxrss, wall = (int(x) for x in reply[1:6])
+            send(
+                self.sock,
+                {
+                    "op": "exited",
+                    "status": status,
+                    "wall_time": wall / 1e9,
+                    "utime": utime / 1e6,
+                    "stime": stime / 1e6,
+                    "maxrss": maxrss * 1024,
+                },
+            )
+        elif reply and reply[0] == "error":
+            send(self.sock, {"op": "exited", "spawn_error": reply[1] if len(reply) > 1 else ""})
+        else:
+            # The init died: only the OOM killer (it shares the run's memory limit
+            # and OOM score) can do that from inside. The host decides from the
+            # cgroup's OOM counter whether that is what happened.
+            self.kill_all()
+            send(
+                self.sock,
+                {
+                    "op": "exited",
+                    "status": signal.SIGKILL,
+                    "wall_time": jail.elapsed(),
+                    "utime": 0.0,
+                    "stime": 0.0,
+                    "maxrss": 0,
+                    "jail_died": True,
+                },
+            )
+
+    def jail_rlimits(self, msg: dict) -> list[tuple[int, int, int]]:
+        """The run's rlimits, lowered to the jail's (which are our hard limits)."""
+        out = []
+        for res, soft, hard in msg["rlimits"]:
+            cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
+            out.append((res, lowered(soft, cur), lowered(hard, cur)))
+        return out
+
+    def start_jail(self, mounts: tuple[str, ...]) -> PersistentJail:
+        """Start nsjail once, with our init as the jail's pid 1, and wait for it."""
+        assert self.jail is not None and self.init_binary is not None
+        argv = [f"/proc/self/fd/{self.jail_binary}", *self.jail["init"][1:]]
+        for mount in mounts:
+            argv += ["--bindmount_ro", mount]
+        # nsjail opens the init by this path before it builds the jail (--execute_fd).
+        argv += ["--", f"/proc/self/fd/{PersistentJail.INIT_FD}"]
+        return PersistentJail.start(argv, self.init_binary, mounts)
+
     def wait(self, pid: int, started: float) -> None:
         """Wait for the run's main process (serving kills meanwhile), then end the run."""
         send(self.sock, {"op": "started"})
@@ -465,7 +572,10 @@ class Server:
         )
 
     def kill_all(self, main: int | None = None) -> None:
-        """Kill and reap every process of the run."""
+        """Kill and reap every process of the run (and the persistent jail)."""
+        if self.jailed is not None:
+            self.jailed.close()
+            self.jailed = None
         if self.isolated:
             # As pid 1 of our namespace, kill(-1) reaches every other process in it
             # and none outside; a process forking concurrently cannot slip past it.
@@ -538,6 +648,95 @@ class Server:
             with contextlib.suppress(OSError):
                 os.write(err_w, f"{type(exc).__name__}: {exc}".encode())
         os._exit(127)
+
+
+class PersistentJail:
+    """One nsjail jail kept up across runs, its init (_jailinit.c) starting each run.
+
+    nsjail (``--mode o``) builds the jail once (a few ms of CPU, more than a whole
+    ``print(1)`` run) and executes the init as pid 1 of the jail's own pid namespace;
+    a run is then one message to the init, which forks and executes the program.
+    Everything in the jail is a descendant of nsjail, itself our child, so the slot
+    server's ``kill(-1)`` still takes the whole jail down when it must.
+    """
+
+    CONTROL_FD = 3
+    INIT_FD = 4
+    #: Longest the jail may take to come up.
+    START_TIMEOUT = 10.0
+
+    def __init__(self, pid: int, sock: socket.socket, mounts: tuple[str, ...]) -> None:
+        self.pid = pid
+        self.sock = sock
+        self.mounts = mounts
+        self.started = time.monotonic()
+
+    @classmethod
+    def start(cls, argv: list[str], init_binary: int, mounts: tuple[str, ...]) -> PersistentJail:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        # Above any fd the child's dup2s below could overwrite.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in (theirs.fileno(), init_binary)]
+        gc.freeze()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                # The jail shares the run's cgroup: if the OOM killer must act, it is
+                # to pick the run's biggest process, which the jail's few pages are not.
+                with open("/proc/self/oom_score_adj", "w") as f:
+                    f.write("1000")
+                for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # not ours
+                os.dup2(high[0], cls.CONTROL_FD)
+                os.dup2(high[1], cls.INIT_FD)
+                os.execve(argv[0], argv, {})
+            finally:
+                os._exit(127)
+        for fd in high:
+            os.close(fd)
+        theirs.close()
+        jail = cls(pid, ours, mounts)
+        ready, _, _ = select.select([ours], [], [], cls.START_TIMEOUT)
+        reply = jail.receive() if ready else None
+        if reply != ["ready"]:
+            jail.close()
+            raise OSError(errno.EIO, "nsjail did not start its init (see the slot's stderr)")
+        return jail
+
+    def send_run(self, msg: dict, rlimits: list[tuple[int, int, int]], fds: list[int]) -> None:
+        fields = ["run", msg["cwd"], str(len(rlimits))]
+        for limit in rlimits:
+            fields += [str(x) for x in limit]
+        env = [f"{k}={v}" for k, v in msg["env"].items()]
+        fields += [str(len(msg["argv"])), *msg["argv"], str(len(env)), *env]
+        if any("\0" in f for f in fields):
+            raise OSError(errno.EINVAL, "NUL byte in argv, env or cwd")
+        self.started = time.monotonic()
+        socket.send_fds(self.sock, ["\0".join(fields).encode()], fds)
+
+    def receive(self) -> list[str] | None:
+        """The init's next message, split into fields; None if it died."""
+        try:
+            data = self.sock.recv(MAX_MSG)
+        except OSError:
+            return None
+        return data.decode(errors="replace").split("\0") if data else None
+
+    def kill_run(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.send(b"kill")
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def close(self) -> None:
+        """Take the jail down (its init's death ends the jail's pid namespace)."""
+        self.sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
 
 # rlimit → (nsjail option suffix, its unit in bytes or seconds). MEMLOCK and MSGQUEUE

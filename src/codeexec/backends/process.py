@@ -259,7 +259,7 @@ class _Slot:
             _write_all(stdin, request.stdin)
             os.lseek(stdin, 0, os.SEEK_SET)
             if self.cgroup is not None:
-                self.cgroup.set_limits(limits.memory, limits.pids)
+                self.cgroup.set_limits(limits.memory, limits.pids + self.sandbox.resident_processes)
                 self.cgroup.begin()
             msg = {
                 "op": "run",
@@ -361,6 +361,9 @@ class _Slot:
             return RunOutcome(error=f"could not start {request.argv[0]}: {exited['spawn_error']}")
         status = exited["status"]
         usage = self.cgroup.end() if self.cgroup is not None else None
+        if exited.get("jail_died") and not (usage and usage.oom_killed):
+            # Not the OOM killer: nothing inside the jail can kill its init.
+            return RunOutcome(error="the jail's init died during the run")
         collected = self._collect(request.collect) if request.collect else {}
         cpu_time = usage.cpu_time if usage else exited["utime"] + exited["stime"]
         return RunOutcome(
@@ -534,6 +537,10 @@ class ProcessSandbox:
     def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
         """Host directories a run needs mounted (none: the host is visible, read-only)."""
         return ()
+
+    #: Processes of a slot besides its server and the run's own (a jail's), which
+    #: the slot's pids limit must leave room for.
+    resident_processes = 0
 
     # ------------------------------------------------------------------ protocol
 
