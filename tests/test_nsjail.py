@@ -1,12 +1,15 @@
 """The nsjail sandbox: the shared conformance suite, and what the jail adds."""
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
 import codeexec
 from codeexec import Submission, Verdict
 from codeexec.backends import Capability, RunRequest
+from codeexec.backends._jailinit import build_init
 from codeexec.backends.nsjail import NsjailSandbox, find_nsjail
 from codeexec.testing import SandboxConformance
 
@@ -110,3 +113,112 @@ def test_toolchains_outside_the_base_mounts_are_mounted(jail, tmp_path):
     sb = jail.sandbox
     request = RunRequest(argv=["/bin/true"], toolchain=("/usr/bin", "/opt/tool/bin", "/srv/x"))
     assert sb.extra_mounts(request) == ("/opt/tool", "/srv/x")
+
+
+class TestNsjailPerRunSandbox(SandboxConformance):
+    """The same guarantees with one nsjail per run (hosts without a C compiler, and
+    every run that asks for the network)."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sandbox(cls):
+        sb = NsjailSandbox(slots=2, persistent=False)
+        assert not sb.persistent and "per-run" in sb.version
+        yield sb
+        sb.close()
+
+
+INIT_START = "print(open('/proc/1/stat').read().split(')')[1].split()[19])"
+
+
+def test_one_jail_serves_many_runs_and_its_init_cannot_be_signalled(jail):
+    """The jail stays up between runs (its init keeps its start time), and a program
+    sharing its uid can neither kill nor stop it, nor read its memory or environment."""
+    first = run_python(jail, INIT_START)
+    attack = """
+import os, signal
+for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM, signal.SIGSEGV):
+    os.kill(1, sig)
+for name in ("environ", "mem", "fd"):
+    try:
+        os.listdir("/proc/1/fd") if name == "fd" else open(f"/proc/1/{name}", "rb").read(1)
+        print(name, "readable")
+    except OSError as exc:
+        print(name, "refused", exc.errno)
+"""
+    attacked = run_python(jail, attack)
+    assert attacked.verdict is Verdict.ACCEPTED, attacked.tests[0]
+    assert "readable" not in attacked.tests[0].stdout, attacked.tests[0].stdout
+    second = run_python(jail, INIT_START)
+    assert first.verdict is second.verdict is Verdict.ACCEPTED, (first.tests[0], second.tests[0])
+    assert first.tests[0].stdout == second.tests[0].stdout
+
+
+def test_processes_of_a_run_are_gone_before_the_next(jail):
+    run_python(jail, "import subprocess\nsubprocess.Popen(['sleep', '60'], start_new_session=True)")
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))"
+    listing = run_python(jail, code)
+    # The init (1) and this program, nothing the previous run left.
+    assert listing.tests[0].stdout.strip() == f"[1, {listing.tests[0].stdout.split()[-1][:-1]}]"
+    assert len(listing.tests[0].stdout.split()) == 2, listing.tests[0]
+
+
+def test_toolchain_mounts_are_exactly_the_runs(jail):
+    """A run with a toolchain outside the base mounts gets a jail with it; the next
+    run without it gets a jail without it."""
+    base = "/srv" if os.path.isdir("/srv") else "/opt"
+    tool = tempfile.mkdtemp(prefix="codeexec-tool-", dir=base)
+    try:
+        os.chmod(tool, 0o755)
+        script = os.path.join(tool, "tool")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho tool ran\n")
+        os.chmod(script, 0o755)
+        sb = jail.sandbox
+        env = {"PATH": "/usr/bin:/bin"}
+        check = ["/bin/sh", "-c", f"test -e {tool} && echo visible || echo hidden"]
+        with_tool = sb.run(RunRequest(argv=[script], toolchain=(tool,), env=env))
+        without = sb.run(RunRequest(argv=check, env=env))
+        again = sb.run(RunRequest(argv=[script], toolchain=(tool,), env=env))
+        assert with_tool.stdout == again.stdout == b"tool ran\n", (with_tool, again)
+        assert without.stdout == b"hidden\n", without
+    finally:
+        shutil.rmtree(tool)
+
+
+def test_a_network_run_uses_its_own_jail_and_the_next_the_persistent_one(jail):
+    online = run_python(jail, "import socket\nprint(socket.gethostname())", network=True)
+    assert online.verdict is Verdict.ACCEPTED, online.tests[0]
+    after = run_python(jail, "print(open('/proc/1/cmdline').read().count('fd'))")
+    assert after.verdict is Verdict.ACCEPTED and after.tests[0].stdout == "1\n", after.tests[0]
+
+
+def test_filling_the_scratch_past_the_memory_limit_is_mle_and_the_jail_recovers(jail):
+    fill = "f = open('big', 'wb')\nfor _ in range(300):\n    f.write(b'x' * (1 << 20))\n"
+    result = run_python(jail, fill, memory="64M", file_size="1G")
+    assert result.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, result.tests[0]
+    assert run_python(jail, "print(1)").verdict is Verdict.ACCEPTED
+
+
+def test_without_a_compiler_the_sandbox_falls_back_to_one_nsjail_per_run(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, no gcc
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("CODEEXEC_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(codeexec.SandboxUnavailableError, match="no C compiler"):
+        NsjailSandbox(slots=1, persistent=True)
+    sb = NsjailSandbox(slots=1)
+    try:
+        assert not sb.persistent
+        assert "one nsjail per run" in caplog.text
+    finally:
+        sb.close()
+
+
+def test_the_init_is_built_once_and_a_tampered_build_is_replaced(tmp_path):
+    first = build_init(str(tmp_path))
+    assert build_init(str(tmp_path)) == first
+    os.chmod(first, 0o777)  # writable by others: never executed as it is
+    rebuilt = build_init(str(tmp_path))
+    assert rebuilt == first and os.stat(rebuilt).st_mode & 0o777 == 0o755

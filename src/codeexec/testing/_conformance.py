@@ -173,7 +173,9 @@ int main(void) {
         result = self.run_code(executor, "c", code, memory="512M")
         assert result.verdict is Verdict.ACCEPTED, result
         peak = result.tests[0].memory_peak
-        assert 100 * 2**20 <= peak <= 130 * 2**20, f"memory_peak {peak / 2**20:.1f} MiB"
+        # The kernel charges a cgroup's pages in per-CPU batches (64 pages each), so
+        # its counters may lag the truth by a fraction of a MiB either way.
+        assert 99 * 2**20 <= peak <= 130 * 2**20, f"memory_peak {peak / 2**20:.2f} MiB"
 
     def test_pids_limit_holds(self, executor: Executor) -> None:
         code = """
