@@ -34,6 +34,7 @@ import ctypes
 import errno
 import fcntl
 import gc
+import importlib.util
 import json
 import os
 import resource
@@ -45,6 +46,15 @@ import sys
 import time
 
 import prctl
+
+# The jail init's wire format, shared with the docker sandbox. Loaded by path: this
+# server runs as a script with no package (and -P: no script dir on sys.path).
+_spec = importlib.util.spec_from_file_location(
+    "codeexec_initproto", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_initproto.py")
+)
+assert _spec is not None and _spec.loader is not None
+initproto = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(initproto)
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -465,7 +475,7 @@ class Server:
         poller = select.poll()
         poller.register(jail.sock, select.POLLIN)
         poller.register(self.sock, select.POLLIN)
-        reply: list[str] | None = None
+        reply: dict | None = None
         while reply is None:
             for fd, _ in poller.poll():
                 if fd == self.sock.fileno():
@@ -476,42 +486,17 @@ class Server:
                         self.kill_all()
                         sys.exit(0)
                     if ctl.get("op") == "kill":
-                        jail.kill_run()
+                        initproto.request_kill(jail.sock)
                 else:
-                    reply = jail.receive()
+                    reply = initproto.receive(jail.sock) or initproto.died(jail.elapsed())
                     break
-        if reply and reply[0] == "exited":
-            status, utime, stime, maxrss, wall = (int(x) for x in reply[1:6])
-            send(
-                self.sock,
-                {
-                    "op": "exited",
-                    "status": status,
-                    "wall_time": wall / 1e9,
-                    "utime": utime / 1e6,
-                    "stime": stime / 1e6,
-                    "maxrss": maxrss * 1024,
-                },
-            )
-        elif reply and reply[0] == "error":
-            send(self.sock, {"op": "exited", "spawn_error": reply[1] if len(reply) > 1 else ""})
-        else:
-            # The init died: only the OOM killer (it shares the run's memory limit
-            # and OOM score) can do that from inside. The host decides from the
-            # cgroup's OOM counter whether that is what happened.
+        if reply.get("init_died"):
+            # Only the OOM killer (the jail shares the run's memory limit and OOM
+            # score) can kill the init from inside; the host reads the cgroup's OOM
+            # counter to tell. The next run gets a new jail.
             self.kill_all()
-            send(
-                self.sock,
-                {
-                    "op": "exited",
-                    "status": signal.SIGKILL,
-                    "wall_time": jail.elapsed(),
-                    "utime": 0.0,
-                    "stime": 0.0,
-                    "maxrss": 0,
-                    "jail_died": True,
-                },
-            )
+        reply.pop("ipc_left", None)  # we remove the slot's IPC objects ourselves
+        send(self.sock, reply)
 
     def jail_rlimits(self, msg: dict) -> list[tuple[int, int, int]]:
         """The run's rlimits, lowered to the jail's (which are our hard limits)."""
@@ -698,34 +683,15 @@ class PersistentJail:
         theirs.close()
         jail = cls(pid, ours, mounts)
         ready, _, _ = select.select([ours], [], [], cls.START_TIMEOUT)
-        reply = jail.receive() if ready else None
-        if reply != ["ready"]:
+        reply = initproto.receive(ours) if ready else None
+        if reply != {"op": "ready"}:
             jail.close()
             raise OSError(errno.EIO, "nsjail did not start its init (see the slot's stderr)")
         return jail
 
     def send_run(self, msg: dict, rlimits: list[tuple[int, int, int]], fds: list[int]) -> None:
-        fields = ["run", msg["cwd"], str(len(rlimits))]
-        for limit in rlimits:
-            fields += [str(x) for x in limit]
-        env = [f"{k}={v}" for k, v in msg["env"].items()]
-        fields += [str(len(msg["argv"])), *msg["argv"], str(len(env)), *env]
-        if any("\0" in f for f in fields):
-            raise OSError(errno.EINVAL, "NUL byte in argv, env or cwd")
         self.started = time.monotonic()
-        socket.send_fds(self.sock, ["\0".join(fields).encode()], fds)
-
-    def receive(self) -> list[str] | None:
-        """The init's next message, split into fields; None if it died."""
-        try:
-            data = self.sock.recv(MAX_MSG)
-        except OSError:
-            return None
-        return data.decode(errors="replace").split("\0") if data else None
-
-    def kill_run(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.send(b"kill")
+        initproto.send_run(self.sock, msg, rlimits, fds)
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started

@@ -6,8 +6,9 @@
  * sends it one "run" per program over the SOCK_SEQPACKET socket on fd 3, with the
  * run's stdin, stdout and stderr attached (SCM_RIGHTS). Per run it forks, lowers the
  * child's rlimits, executes the program, waits for it, then kills every process left
- * in the jail (kill(-1) from pid 1 reaches all of them and nothing outside) and reaps
- * them, so the next run starts in an empty jail.
+ * in the jail (kill(-1) from pid 1 reaches all of them and nothing outside), reaps
+ * them and removes the SysV IPC objects of its namespace, so the next run starts in an
+ * empty jail.
  *
  * Why it is safe to share a uid with the programs: as the pid namespace's init it
  * receives no signal from inside the namespace that it has no handler for (it has
@@ -18,9 +19,11 @@
  *   server -> init  run CWD NLIMITS {RESOURCE SOFT HARD}* ARGC ARGV* ENVC ENV*   + 3 fds
  *   server -> init  kill                 (kill the run's processes now)
  *   init -> server  ready                (once, at start)
- *   init -> server  exited STATUS UTIME_US STIME_US MAXRSS_KIB WALL_NS
+ *   init -> server  exited STATUS UTIME_US STIME_US MAXRSS_KIB WALL_NS IPC_LEFT
  *   init -> server  error MESSAGE        (the program could not be started)
- * The init exits when the server closes the socket; the jail dies with it.
+ * The init exits when the server closes the socket; the jail dies with it. With
+ * "--connect PATH" it connects to that unix socket for its control socket instead of
+ * finding it on fd 3 (a container's init: Docker passes no fds).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -31,11 +34,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ipc.h>
+#include <sys/msg.h>
 #include <sys/prctl.h>
+#include <sys/sem.h>
+#include <sys/shm.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +75,33 @@ static void kill_and_reap(void) {
         if (pid < 0 && errno == ECHILD) return;
         if (pid < 0 && errno != EINTR) return;
     }
+}
+
+/* Remove the SysV shared memory, semaphores and message queues of our IPC namespace
+ * (the run's uid owns them, so we may); returns how many could not be removed. */
+static int remove_sysv_ipc(void) {
+    static const char *files[3] = {"/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"};
+    int left = 0;
+    for (int kind = 0; kind < 3; kind++) {
+        FILE *f = fopen(files[kind], "re");
+        if (f == NULL) continue;
+        char line[512];
+        int header = 1;
+        while (fgets(line, sizeof line, f)) {
+            long long key, id;
+            if (header) {
+                header = 0;
+                continue;
+            }
+            if (sscanf(line, "%lld %lld", &key, &id) != 2) continue;
+            int r = kind == 0   ? shmctl((int)id, IPC_RMID, NULL)
+                    : kind == 1 ? semctl((int)id, 0, IPC_RMID)
+                                : msgctl((int)id, IPC_RMID, NULL);
+            if (r < 0) left++;
+        }
+        fclose(f);
+    }
+    return left;
 }
 
 /* The next NUL-terminated field of the message, or NULL past its end. */
@@ -214,19 +249,37 @@ static void run(char *cursor, char *end, int fds[3]) {
     int64_t wall = now_ns() - started;
     /* The run ends with its main process: whatever it left behind goes now. */
     kill_and_reap();
+    int left = remove_sysv_ipc();
     char out[256];
-    int len = snprintf(out, sizeof out, "exited%c%d%c%lld%c%lld%c%ld%c%lld", 0, status, 0,
+    int len = snprintf(out, sizeof out, "exited%c%d%c%lld%c%lld%c%ld%c%lld%c%d", 0, status, 0,
                        (long long)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec, 0,
                        (long long)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec, 0,
-                       usage.ru_maxrss, 0, (long long)wall);
+                       usage.ru_maxrss, 0, (long long)wall, 0, left);
     reply(out, (size_t)len);
 }
 
-int main(void) {
+/* "--connect PATH": the control socket is a unix socket to connect to (a container's
+ * init, whose host listens on a socket bind-mounted into the container). */
+static int connect_control(const char *path) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof addr.sun_path) return -1;
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) return -1;
+    if (fd != CONTROL && (dup2(fd, CONTROL) < 0 || close(fd) < 0)) return -1;
+    return 0;
+}
+
+int main(int argc, char **argv) {
     /* Root-owned /proc files, no ptrace, no core: nothing in the jail reaches into us. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (getpid() != 1) {
         fprintf(stderr, "codeexec jail init: must be pid 1 of its pid namespace\n");
+        return 2;
+    }
+    if (argc == 3 && strcmp(argv[1], "--connect") == 0 && connect_control(argv[2]) < 0) {
+        perror("codeexec jail init: connect");
         return 2;
     }
     if (fcntl(CONTROL, F_SETFD, FD_CLOEXEC) < 0) {

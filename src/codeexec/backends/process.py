@@ -361,7 +361,7 @@ class _Slot:
             return RunOutcome(error=f"could not start {request.argv[0]}: {exited['spawn_error']}")
         status = exited["status"]
         usage = self.cgroup.end() if self.cgroup is not None else None
-        if exited.get("jail_died") and not (usage and usage.oom_killed):
+        if exited.get("init_died") and not (usage and usage.oom_killed):
             # Not the OOM killer: nothing inside the jail can kill its init.
             return RunOutcome(error="the jail's init died during the run")
         collected = self._collect(request.collect) if request.collect else {}
