@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fnmatch
 import json
 import logging
 import math
@@ -32,7 +31,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Mapping
 
 from .._errors import SandboxError, SandboxUnavailableError
@@ -41,17 +39,15 @@ from .._units import parse_size
 from . import _cgroups
 from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
+from ._supervise import collect, outcome, supervise
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProcessSandbox"]
 
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
-_READ_CHUNK = 1 << 16
 #: Uids used for runs: slot N runs as uid_base + N. Pick a range no real user has.
 DEFAULT_UID_BASE = 61_000
-#: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
-_DRAIN_TIMEOUT = 2.0
 #: Longest a slot server may take to start or to wipe a run's scratch.
 _SERVER_TIMEOUT = 60.0
 
@@ -283,118 +279,34 @@ class _Slot:
             os.close(err_r)
 
     def _supervise(self, request: RunRequest, out_r: int, err_r: int) -> RunOutcome:
-        limits = request.limits
-        assert self.sock is not None
-        # poll, not selectors: no epoll fd to create and close per run.
-        poller = select.poll()
-        names = {out_r: "stdout", err_r: "stderr", self.sock.fileno(): "control"}
-        for fd in names:
-            poller.register(fd, select.POLLIN)
-        chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
-        truncated = {"stdout": False, "stderr": False}
-        kept = 0
-        killed_for: str | None = None
-        exited: dict | None = None
-        start = time.monotonic()
-        wall_deadline = start + limits.effective_wall_time
-        next_cpu_check = start + min(limits.cpu_time, 0.05)
-        drain_deadline = math.inf
-        open_pipes = 2
-        ncpu = cpu_count()
-
-        def kill(reason: str) -> None:
-            nonlocal killed_for
-            if killed_for is None:
-                killed_for = reason
-            if exited is None:
-                with contextlib.suppress(OSError):
-                    send(self.sock, {"op": "kill"})  # type: ignore[arg-type]
-
         try:
-            while exited is None or open_pipes:
-                now = time.monotonic()
-                if exited is None:
-                    if now >= wall_deadline and killed_for is None:
-                        kill("wall")
-                    if self.cgroup is not None and now >= next_cpu_check and killed_for is None:
-                        used = self.cgroup.cpu_time()
-                        if used > limits.cpu_time:
-                            kill("cpu")
-                        # CPU time grows at most ncpu seconds per second of wall time.
-                        next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
-                    timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
-                    if killed_for is not None:
-                        timeout = 0.05
-                else:
-                    if now >= drain_deadline:
-                        log.warning("slot %d: output pipes still open after the run", self.index)
-                        break
-                    timeout = drain_deadline - now
-                for fd, _ in poller.poll(timeout * 1000):
-                    name = names[fd]
-                    if name == "control":
-                        msg = self._recv()
-                        if msg.get("op") == "exited":
-                            exited = msg
-                            poller.unregister(fd)
-                            drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
-                        continue
-                    data = os.read(fd, _READ_CHUNK)
-                    if not data:
-                        poller.unregister(fd)
-                        open_pipes -= 1
-                        continue
-                    room = limits.output - kept
-                    if len(data) > room:
-                        data = data[: max(room, 0)]
-                        truncated[name] = True
-                        kill("output")
-                    kept += len(data)
-                    if data:
-                        chunks[name].append(data)
+            seen = supervise(request, out_r, err_r, _ServerControl(self), self.cgroup)
         except SandboxError:
             self.stop()
             raise
-        assert exited is not None
-        stdout, stderr = b"".join(chunks["stdout"]), b"".join(chunks["stderr"])
-        if "spawn_error" in exited:
-            return RunOutcome(error=f"could not start {request.argv[0]}: {exited['spawn_error']}")
-        status = exited["status"]
+        if "spawn_error" in seen.exited:
+            return outcome(request, seen, None, {})
         usage = self.cgroup.end() if self.cgroup is not None else None
-        if exited.get("init_died") and not (usage and usage.oom_killed):
-            # Not the OOM killer: nothing inside the jail can kill its init.
-            return RunOutcome(error="the jail's init died during the run")
-        collected = self._collect(request.collect) if request.collect else {}
-        cpu_time = usage.cpu_time if usage else exited["utime"] + exited["stime"]
-        return RunOutcome(
-            exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            cpu_time=cpu_time,
-            wall_time=exited["wall_time"],
-            memory_peak=usage.memory_peak if usage else exited["maxrss"],
-            stdout=stdout,
-            stderr=stderr,
-            stdout_truncated=truncated["stdout"],
-            stderr_truncated=truncated["stderr"],
-            oom_killed=usage.oom_killed if usage else False,
-            memory_limit_hit=usage.memory_limit_hit if usage else False,
-            killed_for=killed_for or ("cpu" if cpu_time > limits.cpu_time else None),
-            collected=collected,
-        )
+        collected = collect(self.host_workdir, request.collect) if request.collect else {}
+        return outcome(request, seen, usage, collected)
 
-    def _collect(self, patterns: tuple[str, ...]) -> dict[str, bytes]:
-        base = self.host_workdir
-        found: dict[str, bytes] = {}
-        for root, _, files in os.walk(base):
-            for name in files:
-                full = os.path.join(root, name)
-                rel = os.path.relpath(full, base)
-                if any(fnmatch.fnmatch(rel, p) for p in patterns) and not os.path.islink(full):
-                    # O_NOFOLLOW: a program may have swapped the file for a link.
-                    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                    with os.fdopen(fd, "rb") as f:
-                        found[rel] = f.read()
-        return found
+
+class _ServerControl:
+    """A slot server's socket, as :func:`supervise` talks to it."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+
+    def fileno(self) -> int:
+        assert self.slot.sock is not None
+        return self.slot.sock.fileno()
+
+    def request_kill(self) -> None:
+        with contextlib.suppress(OSError):
+            send(self.slot.sock, {"op": "kill"})  # type: ignore[arg-type]
+
+    def receive(self) -> dict:
+        return self.slot._recv()
 
 
 def _write_all(fd: int, data: bytes) -> None:

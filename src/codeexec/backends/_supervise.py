@@ -1,0 +1,182 @@
+"""The host side of one run, shared by the sandboxes whose runs start elsewhere (a slot
+server, a container's init): read the output while the program runs, capping it as it
+reads so a flood never deadlocks; enforce wall time, and CPU time from the cgroup;
+ask the other side to kill when a limit is hit; then turn what it reported and what
+the cgroup measured into a :class:`~codeexec.backends.RunOutcome`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+import os
+import select
+import time
+from typing import Protocol
+
+import attrs
+
+from .._model import cpu_count
+from ._cgroups import CgroupUsage, Slot
+from ._protocol import RunOutcome, RunRequest
+
+log = logging.getLogger(__name__)
+
+_READ_CHUNK = 1 << 16
+#: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
+_DRAIN_TIMEOUT = 2.0
+
+
+class Control(Protocol):
+    """The channel to whatever started the run."""
+
+    def fileno(self) -> int: ...
+
+    def request_kill(self) -> None:
+        """Kill every process of the run now."""
+
+    def receive(self) -> dict:
+        """The next message (``{"op": "exited", ...}`` ends the run); raises
+        :class:`~codeexec.SandboxError` when the other side is gone."""
+
+
+@attrs.define
+class Supervised:
+    """What the host saw of one run."""
+
+    exited: dict
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool
+    stderr_truncated: bool
+    killed_for: str | None
+
+
+def supervise(
+    request: RunRequest, out_r: int, err_r: int, control: Control, cgroup: Slot | None
+) -> Supervised:
+    """Watch one run until it exited and its pipes are drained."""
+    limits = request.limits
+    # poll, not selectors: no epoll fd to create and close per run.
+    poller = select.poll()
+    control_fd = control.fileno()
+    names = {out_r: "stdout", err_r: "stderr", control_fd: "control"}
+    for fd in names:
+        poller.register(fd, select.POLLIN)
+    chunks: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+    truncated = {"stdout": False, "stderr": False}
+    kept = 0
+    killed_for: str | None = None
+    exited: dict | None = None
+    start = time.monotonic()
+    wall_deadline = start + limits.effective_wall_time
+    next_cpu_check = start + min(limits.cpu_time, 0.05)
+    drain_deadline = math.inf
+    open_pipes = 2
+    ncpu = cpu_count()
+
+    def kill(reason: str) -> None:
+        nonlocal killed_for
+        if killed_for is None:
+            killed_for = reason
+        if exited is None:
+            control.request_kill()
+
+    while exited is None or open_pipes:
+        now = time.monotonic()
+        if exited is None:
+            if now >= wall_deadline and killed_for is None:
+                kill("wall")
+            if cgroup is not None and now >= next_cpu_check and killed_for is None:
+                used = cgroup.cpu_time()
+                if used > limits.cpu_time:
+                    kill("cpu")
+                # CPU time grows at most ncpu seconds per second of wall time.
+                next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
+            timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
+            if killed_for is not None:
+                timeout = 0.05
+        else:
+            if now >= drain_deadline:
+                log.warning("output pipes still open after the run of %s", request.argv[0])
+                break
+            timeout = drain_deadline - now
+        for fd, _ in poller.poll(timeout * 1000):
+            name = names[fd]
+            if name == "control":
+                msg = control.receive()
+                if msg.get("op") == "exited":
+                    exited = msg
+                    poller.unregister(fd)
+                    drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
+                continue
+            data = os.read(fd, _READ_CHUNK)
+            if not data:
+                poller.unregister(fd)
+                open_pipes -= 1
+                continue
+            room = limits.output - kept
+            if len(data) > room:
+                data = data[: max(room, 0)]
+                truncated[name] = True
+                kill("output")
+            kept += len(data)
+            if data:
+                chunks[name].append(data)
+    assert exited is not None
+    return Supervised(
+        exited=exited,
+        stdout=b"".join(chunks["stdout"]),
+        stderr=b"".join(chunks["stderr"]),
+        stdout_truncated=truncated["stdout"],
+        stderr_truncated=truncated["stderr"],
+        killed_for=killed_for,
+    )
+
+
+def outcome(
+    request: RunRequest,
+    seen: Supervised,
+    usage: CgroupUsage | None,
+    collected: dict[str, bytes],
+) -> RunOutcome:
+    """The run's outcome from what was seen and measured."""
+    exited = seen.exited
+    if "spawn_error" in exited:
+        return RunOutcome(error=f"could not start {request.argv[0]}: {exited['spawn_error']}")
+    if exited.get("init_died") and not (usage and usage.oom_killed):
+        # Not the OOM killer: nothing inside a jail or container can kill its init.
+        return RunOutcome(error="the sandbox's init died during the run")
+    status = exited["status"]
+    cpu_time = usage.cpu_time if usage else exited["utime"] + exited["stime"]
+    return RunOutcome(
+        exit_code=os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+        signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        cpu_time=cpu_time,
+        wall_time=exited["wall_time"],
+        memory_peak=usage.memory_peak if usage else exited["maxrss"],
+        stdout=seen.stdout,
+        stderr=seen.stderr,
+        stdout_truncated=seen.stdout_truncated,
+        stderr_truncated=seen.stderr_truncated,
+        oom_killed=usage.oom_killed if usage else False,
+        memory_limit_hit=usage.memory_limit_hit if usage else False,
+        killed_for=seen.killed_for or ("cpu" if cpu_time > request.limits.cpu_time else None),
+        collected=collected,
+    )
+
+
+def collect(base: str, patterns: tuple[str, ...]) -> dict[str, bytes]:
+    """Files under ``base`` matching ``patterns`` (relative paths), never through a link."""
+    found: dict[str, bytes] = {}
+    for root, _, files in os.walk(base):
+        for name in files:
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, base)
+            if any(fnmatch.fnmatch(rel, p) for p in patterns) and not os.path.islink(full):
+                # O_NOFOLLOW: a program may have swapped the file for a link.
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as f:
+                    found[rel] = f.read()
+    return found
