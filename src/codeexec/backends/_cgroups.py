@@ -129,6 +129,8 @@ class Slot:
     procs_files: tuple[str, ...]
 
     def set_limits(self, memory: int, pids: int) -> None:
+        """The next run's limits: ``memory`` bytes above what the group holds now (its
+        resident processes and cache), ``pids`` tasks in all (residents included)."""
         raise NotImplementedError
 
     def begin(self) -> None:
@@ -139,6 +141,10 @@ class Slot:
         raise NotImplementedError
 
     def end(self) -> CgroupUsage:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Let go of the group without removing it (someone else's, a container's)."""
         raise NotImplementedError
 
     def remove(self) -> None:
@@ -243,8 +249,7 @@ class _SlotV1(Slot):
                     self._memsw_limit.write(limit)
             self._limit = limit
         if pids != self._pids:
-            # +2: the slot's server and its spare process are counted too.
-            self._pids_max.write(pids + 2)
+            self._pids_max.write(pids)
             self._pids = pids
 
     def begin(self) -> None:
@@ -274,10 +279,13 @@ class _SlotV1(Slot):
             memory_limit_hit=self._failcnt.value() > 0,
         )
 
-    def remove(self) -> None:
+    def close(self) -> None:
         for counter in self._counters:
             counter.close()
         self._counters = []
+
+    def remove(self) -> None:
+        self.close()
         for d in self._dirs.values():
             _try_rmdir(d)
 
@@ -333,7 +341,7 @@ class _SlotV2(Slot):
         _write(self._file("memory.max"), memory + _read_int(self._file("memory.current")))
         if self._has_swap:
             _write(self._file("memory.swap.max"), 0)
-        _write(self._file("pids.max"), pids + 2)
+        _write(self._file("pids.max"), pids)
 
     def begin(self) -> None:
         stat = _read_keyed(self._file("cpu.stat"))
@@ -366,10 +374,13 @@ class _SlotV2(Slot):
             memory_limit_hit=events.get("max", 0) > self._max_before,
         )
 
-    def remove(self) -> None:
+    def close(self) -> None:
         if self._peak_fd is not None:
             os.close(self._peak_fd)
             self._peak_fd = None
+
+    def remove(self) -> None:
+        self.close()
         _try_rmdir(self._path)
 
 
@@ -407,6 +418,32 @@ def _v2_controllers(mount: str) -> set[str]:
             return set(f.read().split())
     except OSError:
         return set()
+
+
+def attach(pid: int) -> Slot:
+    """The cgroup a running process is in (a container's init), as a :class:`Slot`
+    to set limits on and measure runs in; :meth:`Slot.close` lets go of it, the
+    group's owner removes it. Raises OSError if it cannot be used."""
+    paths: dict[str, str] = {}
+    with open(f"/proc/{pid}/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                paths[controller] = path.lstrip("/")
+    v1: dict[str, str] = {}
+    for mountpoint, fstype, options in _mounts():
+        if fstype == "cgroup2" and "" in paths and not v1:
+            unified = os.path.join(mountpoint, paths[""])
+            if os.path.exists(os.path.join(unified, "memory.max")):
+                return _SlotV2(unified)
+        for controller in _CgroupsV1.CONTROLLERS:
+            if fstype == "cgroup" and controller in options and controller in paths:
+                v1.setdefault(controller, os.path.join(mountpoint, paths[controller]))
+    if all(c in v1 for c in _CgroupsV1.CONTROLLERS):
+        if not all(os.path.isdir(d) for d in v1.values()):
+            raise OSError(f"the cgroup of process {pid} is not visible here: {v1}")
+        return _SlotV1(v1)
+    raise OSError(f"process {pid} has no memory, pids and cpu accounting cgroup")
 
 
 def detect() -> tuple[Cgroups | None, str]:

@@ -462,7 +462,8 @@ class Server:
                 self.kill_all()  # the jail, and everything in it
             if self.jailed is None:
                 self.jailed = self.start_jail(mounts)
-            self.jailed.send_run(msg, self.jail_rlimits(msg), fds)
+            # The init lowers them to its own ceilings, which are ours.
+            self.jailed.send_run(msg, msg["rlimits"], fds)
         except OSError as exc:
             self.kill_all()
             send(self.sock, {"op": "exited", "spawn_error": f"the jail failed: {exc}"})
@@ -497,14 +498,6 @@ class Server:
             self.kill_all()
         reply.pop("ipc_left", None)  # we remove the slot's IPC objects ourselves
         send(self.sock, reply)
-
-    def jail_rlimits(self, msg: dict) -> list[tuple[int, int, int]]:
-        """The run's rlimits, lowered to the jail's (which are our hard limits)."""
-        out = []
-        for res, soft, hard in msg["rlimits"]:
-            cur = self.hard_limits.get(res, resource.RLIM_INFINITY)
-            out.append((res, lowered(soft, cur), lowered(hard, cur)))
-        return out
 
     def start_jail(self, mounts: tuple[str, ...]) -> PersistentJail:
         """Start nsjail once, with our init as the jail's pid 1, and wait for it."""

@@ -187,7 +187,11 @@ static void run(char *cursor, char *end, int fds[3]) {
             if (dup2(fds[i], i) < 0) goto fail;
         step = "setrlimit";
         for (long long i = 0; i < nlimits; i++) {
-            struct rlimit lim = {as_rlim(soft[i]), as_rlim(hard[i])};
+            /* Never above the ceilings we hold: raising one needs a privilege. */
+            struct rlimit now, lim = {as_rlim(soft[i]), as_rlim(hard[i])};
+            if (getrlimit((int)res[i], &now) < 0) goto fail;
+            if (lim.rlim_max > now.rlim_max) lim.rlim_max = now.rlim_max;
+            if (lim.rlim_cur > lim.rlim_max) lim.rlim_cur = lim.rlim_max;
             if (setrlimit((int)res[i], &lim) < 0) goto fail;
         }
         step = "setsid";

@@ -11,13 +11,15 @@ import fnmatch
 import logging
 import math
 import os
+import resource
 import select
 import time
+from collections.abc import Iterable
 from typing import Protocol
 
 import attrs
 
-from .._model import cpu_count
+from .._model import File, Limits, cpu_count
 from ._cgroups import CgroupUsage, Slot
 from ._protocol import RunOutcome, RunRequest
 
@@ -165,6 +167,64 @@ def outcome(
         killed_for=seen.killed_for or ("cpu" if cpu_time > request.limits.cpu_time else None),
         collected=collected,
     )
+
+
+def run_rlimits(
+    limits: Limits, *, nproc_extra: int | None, cgroup: bool
+) -> list[tuple[int, int, int]]:
+    """(resource, soft, hard) for one run. ``nproc_extra``: the processes besides the
+    run's that share its uid (None: the uid is shared more widely, no RLIMIT_NPROC);
+    ``cgroup``: whether a cgroup holds the run's memory (else RLIMIT_AS must)."""
+    # RLIMIT_CPU is whole seconds and per process. With a cgroup, whose all-process
+    # CPU time is polled precisely, it is a backstop; without one it is all there
+    # is: SIGXCPU at the soft limit, SIGKILL a second later.
+    cpu = math.ceil(limits.cpu_time)
+    cpu_soft = cpu + 1 if cgroup else cpu
+    stack = min(limits.memory, 256 * 1024 * 1024)
+    out = [
+        (resource.RLIMIT_CPU, cpu_soft, cpu + 1),
+        (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
+        (resource.RLIMIT_CORE, 0, 0),
+        (resource.RLIMIT_STACK, stack, stack),
+        (resource.RLIMIT_NOFILE, 1024, 1024),
+        (resource.RLIMIT_MEMLOCK, 0, 0),
+        (resource.RLIMIT_MSGQUEUE, 0, 0),
+    ]
+    if nproc_extra is not None:
+        nproc = limits.pids + nproc_extra
+        out.append((resource.RLIMIT_NPROC, nproc, nproc))
+    if not cgroup:
+        # No cgroup: the per-process address-space cap is all there is.
+        out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
+    return out
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def write_files(base: str, files: Iterable[File], uid: int | None) -> None:
+    """Create the run's files under ``base`` (its work dir, seen from the host);
+    directories they need belong to ``uid``, so the program may write there."""
+    for file in files:
+        path = os.path.join(base, file.path)
+        parent = os.path.dirname(path)
+        if parent != base:
+            os.makedirs(parent, exist_ok=True)
+            if uid is not None:
+                rel = os.path.relpath(parent, base)
+                sub = base
+                for part in rel.split(os.sep):
+                    sub = os.path.join(sub, part)
+                    os.chown(sub, uid, uid)
+        mode = 0o755 if file.executable else 0o644
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        try:
+            write_all(fd, file.content)
+        finally:
+            os.close(fd)
 
 
 def collect(base: str, patterns: tuple[str, ...]) -> dict[str, bytes]:

@@ -22,10 +22,8 @@ import contextlib
 import errno
 import json
 import logging
-import math
 import os
 import queue
-import resource
 import select
 import socket
 import subprocess
@@ -39,7 +37,7 @@ from .._units import parse_size
 from . import _cgroups
 from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
-from ._supervise import collect, outcome, supervise
+from ._supervise import collect, outcome, run_rlimits, supervise, write_all, write_files
 
 log = logging.getLogger(__name__)
 
@@ -204,46 +202,16 @@ class _Slot:
         send(self.sock, {"op": "reset"})
 
     def _write_files(self, request: RunRequest) -> None:
-        base = self.host_workdir
-        for file in request.files:
-            path = os.path.join(base, file.path)
-            parent = os.path.dirname(path)
-            if parent != base:
-                os.makedirs(parent, exist_ok=True)
-                if self.uid is not None:
-                    _chown_dirs(base, parent, self.uid)
-            mode = 0o755 if file.executable else 0o644
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-            try:
-                _write_all(fd, file.content)
-            finally:
-                os.close(fd)
+        write_files(self.host_workdir, request.files, self.uid)
 
     def _rlimits(self, request: RunRequest) -> list[tuple[int, int, int]]:
-        limits = request.limits
-        # RLIMIT_CPU is whole seconds and per process. With a cgroup, whose
-        # all-process CPU time is polled precisely, it is a backstop; without one it
-        # is all there is: SIGXCPU at the soft limit, SIGKILL a second later.
-        cpu = math.ceil(limits.cpu_time)
-        cpu_soft = cpu + 1 if self.cgroup is not None else cpu
-        stack = min(limits.memory, 256 * 1024 * 1024)
-        out = [
-            (resource.RLIMIT_CPU, cpu_soft, cpu + 1),
-            (resource.RLIMIT_FSIZE, limits.file_size, limits.file_size),
-            (resource.RLIMIT_CORE, 0, 0),
-            (resource.RLIMIT_STACK, stack, stack),
-            (resource.RLIMIT_NOFILE, 1024, 1024),
-            (resource.RLIMIT_MEMLOCK, 0, 0),
-            (resource.RLIMIT_MSGQUEUE, 0, 0),
-        ]
-        if self.uid is not None:
-            # The uid is this slot's alone, so this counts only this run's tasks and
-            # the slot's server (its real uid is the slot's too, for posix_spawn).
-            out.append((resource.RLIMIT_NPROC, limits.pids + 1, limits.pids + 1))
-        if self.cgroup is None:
-            # No cgroup: the per-process address-space cap is all there is.
-            out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
-        return out
+        # The uid is this slot's alone, so RLIMIT_NPROC counts only this run's tasks
+        # and the slot's server (its real uid is the slot's too, for posix_spawn).
+        return run_rlimits(
+            request.limits,
+            nproc_extra=1 if self.uid is not None else None,
+            cgroup=self.cgroup is not None,
+        )
 
     def _execute(self, request: RunRequest) -> RunOutcome:
         limits = request.limits
@@ -252,10 +220,13 @@ class _Slot:
         out_r, out_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         try:
-            _write_all(stdin, request.stdin)
+            write_all(stdin, request.stdin)
             os.lseek(stdin, 0, os.SEEK_SET)
             if self.cgroup is not None:
-                self.cgroup.set_limits(limits.memory, limits.pids + self.sandbox.resident_processes)
+                # The slot's server (and the parent it forked from) live in the
+                # group too, and whatever the sandbox keeps there (a jail).
+                resident = 2 + self.sandbox.resident_processes
+                self.cgroup.set_limits(limits.memory, limits.pids + resident)
                 self.cgroup.begin()
             msg = {
                 "op": "run",
@@ -307,20 +278,6 @@ class _ServerControl:
 
     def receive(self) -> dict:
         return self.slot._recv()
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _chown_dirs(base: str, parent: str, uid: int) -> None:
-    rel = os.path.relpath(parent, base)
-    path = base
-    for part in rel.split(os.sep):
-        path = os.path.join(path, part)
-        os.chown(path, uid, uid)
 
 
 def _probe_namespaces() -> str:
