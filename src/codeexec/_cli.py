@@ -5,6 +5,7 @@
                       [--store DIR]
     codeexec languages [--json]
     codeexec doctor [--json]
+    codeexec image build [LANGUAGE ...] [--rebuild]
     codeexec store migrate --db URL
     codeexec worker --broker URL [--result-backend URL] [--sandbox NAME] [--slots N]
                     [--concurrency N] [--pool solo|prefork] [--languages L,L]
@@ -81,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="which backends and protections work on this host")
     doctor.add_argument("--json", action="store_true")
+
+    image = sub.add_parser("image", help="Docker images for the docker sandbox")
+    image_actions = image.add_subparsers(dest="action", required=True)
+    build = image_actions.add_parser(
+        "build", help="build an image from this host's toolchains, offline (docker import)"
+    )
+    build.add_argument("languages", nargs="*", help="languages it holds (none: a shell only)")
+    build.add_argument("--rebuild", action="store_true", help="import it even if it exists")
 
     store = sub.add_parser("store", help="the store of submissions: migrate, lifecycle, query")
     actions = store.add_subparsers(dest="action", required=True)
@@ -318,6 +327,16 @@ def _options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def _cmd_image(args: argparse.Namespace) -> int:
+    from .backends import build_image
+
+    registry = LanguageRegistry(default_languages())
+    for name in args.languages:
+        registry.get(name)  # an unknown language is a usage error, before any work
+    print(build_image(args.languages, registry=registry, rebuild=args.rebuild))
+    return 0
+
+
 def _cmd_store(args: argparse.Namespace) -> int:
     from .storage import MetadataStore, Store
 
@@ -399,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": _cmd_run,
         "languages": _cmd_languages,
         "doctor": _cmd_doctor,
+        "image": _cmd_image,
         "store": _cmd_store,
         "worker": _cmd_worker,
     }

@@ -253,6 +253,7 @@ class Runner:
                 limits=sub.compile_limits,
                 collect=language.artifacts,
                 toolchain=toolchain.directories(),
+                language=language.name,
             )
         )
         result, run_files = self._compile_result(outcome, sub, files, language)
@@ -299,6 +300,7 @@ class Runner:
                 env=language.run_env(),
                 limits=sub.limits,
                 toolchain=toolchain.directories(),
+                language=language.name,
             )
         )
         verdict, time_limit, message = classify(outcome, sub.limits, sub.checker, test)

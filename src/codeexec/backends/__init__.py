@@ -23,6 +23,7 @@ __all__ = [
     "RunRequest",
     "Sandbox",
     "available_sandboxes",
+    "build_image",
     "get_sandbox",
 ]
 
@@ -32,6 +33,7 @@ ENTRY_POINT_GROUP = "codeexec.sandboxes"
 _BUILTIN: dict[str, tuple[str, str, str | None]] = {
     "process": ("codeexec.backends.process", "ProcessSandbox", None),
     "nsjail": ("codeexec.backends.nsjail", "NsjailSandbox", None),
+    "docker": ("codeexec.backends.docker", "DockerSandbox", "docker"),
 }
 
 
@@ -74,3 +76,11 @@ def get_sandbox(spec: object = "process", **options: Any) -> Sandbox:
     if not isinstance(instance, Sandbox):
         raise TypeError(f"{instance!r} does not implement the codeexec Sandbox protocol")
     return instance
+
+
+def build_image(languages: Any = (), **options: Any) -> str:
+    """Build (or find) a Docker image for ``languages`` from this host's toolchains,
+    offline; returns its tag. See :func:`codeexec.backends._images.build_image`."""
+    from ._images import build_image as build
+
+    return build(languages, **options)

@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
@@ -34,7 +35,7 @@ from .._languages import LanguageRegistry, default_languages
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageContents", "build_image", "image_contents", "image_tag"]
+__all__ = ["ImageContents", "build_image", "connect", "image_contents", "image_tag"]
 
 #: What every image has besides its languages: a shell and the basic tools.
 BASE_TOOLS = ("/bin/sh", "/bin/bash", "/usr/bin/env", "/bin/cat", "/bin/sleep", "/bin/true")
@@ -280,7 +281,7 @@ def _write_tar(contents: ImageContents, path: str) -> None:
 def build_image(
     languages: Iterable[str] = (),
     *,
-    client: object | None = None,
+    client: Any = None,
     registry: LanguageRegistry | None = None,
     rebuild: bool = False,
 ) -> str:
@@ -288,8 +289,8 @@ def build_image(
     its tag. ``client`` is a ``docker.DockerClient`` (default: from the environment)."""
     contents = image_contents(languages, registry)
     tag = image_tag(contents.languages, contents.key)
-    docker_client = client or _client()
-    images = docker_client.images  # type: ignore[attr-defined]
+    docker_client = client or connect()
+    images = docker_client.images
     if not rebuild:
         import docker.errors
 
@@ -314,13 +315,15 @@ def build_image(
             "WORKDIR /work",
             'CMD ["/bin/sh"]',
         ]
-        docker_client.api.import_image_from_file(  # type: ignore[attr-defined]
+        docker_client.api.import_image_from_file(
             tar_path, repository=repository, tag=key, changes=changes
         )
     return tag
 
 
-def _client() -> object:
+def connect() -> Any:
+    """A ``docker.DockerClient`` for the daemon of the environment, checked to answer;
+    :class:`SandboxUnavailableError` says why not."""
     try:
         import docker
     except ImportError as exc:

@@ -72,6 +72,7 @@ class RunRequest:
     ``collect`` names files (glob patterns, relative to the work dir) to bring back,
     for example a compiled binary. ``toolchain`` lists host directories the program
     needs to read (a backend that builds its own root file system mounts them).
+    ``language`` names the language whose tools ``argv`` runs, if any.
     """
 
     argv: tuple[str, ...] = attrs.field(converter=str_tuple)
@@ -81,6 +82,9 @@ class RunRequest:
     limits: Limits = attrs.field(factory=Limits)
     collect: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
     toolchain: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
+    #: The language whose toolchain runs ("" when none): a sandbox with an image per
+    #: language picks by it.
+    language: str = ""
 
 
 @attrs.frozen(kw_only=True)

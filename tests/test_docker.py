@@ -1,0 +1,225 @@
+"""The docker sandbox against a real dockerd: the conformance suite, warm pools,
+container limits, clean-state checks and offline images."""
+
+import socket
+import threading
+import time
+
+import docker
+import pytest
+
+import codeexec
+from codeexec import Submission, Verdict
+from codeexec.backends import RunRequest, build_image
+from codeexec.backends.docker import OWNER_LABEL, DockerSandbox
+from codeexec.testing import SandboxConformance
+
+
+@pytest.fixture(scope="module")
+def client():
+    return docker.from_env()
+
+
+class TestDockerSandbox(SandboxConformance):
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sandbox(cls):
+        sb = DockerSandbox(slots=2)
+        yield sb
+        sb.close()
+
+
+def run_python(sandbox, code, **limits):
+    ex = codeexec.Executor(sandbox)
+    try:
+        return ex.run(Submission(language="python", code=code, limits=limits or None))
+    finally:
+        ex.close()
+
+
+def idle_ids(sandbox):
+    return [cid for pool in sandbox.pools() if not pool["network"] for cid in pool["idle"]]
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_containers_have_every_limit(client):
+    with DockerSandbox(slots=1, cpus=0.5, memory_ceiling="1G") as sb:
+        assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+        (cid,) = idle_ids(sb)
+        host = client.api.inspect_container(cid)["HostConfig"]
+        config = client.api.inspect_container(cid)["Config"]
+        assert host["ReadonlyRootfs"] is True
+        assert host["CapDrop"] == ["ALL"]
+        assert "no-new-privileges" in host["SecurityOpt"]
+        assert host["Memory"] == host["MemorySwap"] == 1 << 30
+        assert host["PidsLimit"] > 0 and host["NanoCpus"] == 500_000_000
+        assert set(host["Tmpfs"]) == {"/work", "/tmp"}
+        assert all("size=" in opts for opts in host["Tmpfs"].values())
+        assert config["NetworkDisabled"] is True
+        assert config["User"] not in ("", "0", "root") and not config["User"].startswith("0:")
+        assert {u["Name"] for u in host["Ulimits"]} >= {"core", "nofile", "nproc"}
+
+
+def test_a_warm_container_serves_runs_until_it_is_rotated():
+    with DockerSandbox(slots=1, rotate_after=3) as sb:
+        seen = []
+        for _ in range(4):
+            assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+            wait_for(lambda: idle_ids(sb))
+            seen.append(idle_ids(sb)[0])
+        assert seen[0] == seen[1], "a clean container is reused"
+        assert seen[2] != seen[1], "the third run rotated it out"
+        assert seen[3] == seen[2]
+
+
+def test_nothing_of_a_run_is_left_for_the_next():
+    code_leave = """
+import ctypes, os, subprocess
+libc = ctypes.CDLL(None, use_errno=True)
+print("shm", libc.shmget(0x1234, 4096, 0o1600))  # IPC_CREAT | 0600
+open("/work/left", "w").write("x")
+open("/tmp/left", "w").write("x")
+open("/dev/shm/left", "w").write("x")
+subprocess.Popen(["sleep", "60"], start_new_session=True)
+os.chmod("/work", 0)
+"""
+    code_look = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.shmget(0x1234, 0, 0), os.listdir("/work"), os.listdir("/tmp"), os.listdir("/dev/shm"))
+print(sorted(int(p) for p in os.listdir("/proc") if p.isdigit())[:1])
+"""
+    with DockerSandbox(slots=1) as sb:
+        left = run_python(sb, code_leave)
+        assert left.verdict is Verdict.ACCEPTED and "shm -1" not in left.tests[0].stdout, left
+        (first,) = idle_ids(sb)
+        look = run_python(sb, code_look)
+        assert idle_ids(sb) == [first], "the same container served both runs"
+        out = look.tests[0].stdout.splitlines()
+        assert out[0] == "-1 ['main.py'] [] []", look.tests[0]
+        assert out[1] == "[1]"
+
+
+def test_a_dirty_container_is_discarded(client):
+    """Something the run cannot have left, and the init cannot remove (a root process
+    exec'd into the container from outside), makes the container unusable."""
+    with DockerSandbox(slots=1) as sb:
+        assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+        (dirty,) = idle_ids(sb)
+        client.containers.get(dirty).exec_run(["sleep", "60"], user="0", detach=True)
+        time.sleep(0.3)
+        assert run_python(sb, "print(2)").verdict is Verdict.ACCEPTED
+        assert dirty not in idle_ids(sb)
+        wait_for(lambda: dirty not in [c.id for c in client.containers.list(all=True)])
+
+
+def test_a_container_killed_from_outside_is_replaced_without_failing_a_run(client):
+    with DockerSandbox(slots=1) as sb:
+        assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+        (victim,) = idle_ids(sb)
+        client.containers.get(victim).kill()
+        result = run_python(sb, "print(2)")
+        assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+        assert victim not in idle_ids(sb)
+
+
+def test_the_pool_grows_when_runs_wait_and_shrinks_when_idle():
+    with DockerSandbox(slots=2, warm=1, idle_timeout=0.5) as sb:
+        results = []
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(run_python(sb, "import time; time.sleep(1)"))
+            )
+            for _ in range(2)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert [r.verdict for r in results] == [Verdict.ACCEPTED] * 2
+        assert max(p["size"] for p in sb.pools()) == 2
+        wait_for(lambda: [p["size"] for p in sb.pools() if not p["network"]] == [1])
+
+
+def test_close_removes_every_container_it_made(client):
+    sb = DockerSandbox(slots=2, warm=2)
+    owner = sb._owner
+    assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+    wait_for(lambda: len(idle_ids(sb)) == 2)
+    sb.close()
+    left = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
+    assert left == []
+
+
+def test_oneshot_runs_each_get_a_new_container_and_leave_none(client):
+    with DockerSandbox(slots=1, oneshot=True) as sb:
+        owner = sb._owner
+        code = "print(open('/proc/1/stat').read().split()[21])"  # the init's start time
+        starts = {run_python(sb, code).tests[0].stdout for _ in range(2)}
+        assert len(starts) == 2, starts
+        assert idle_ids(sb) == []
+    left = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
+    assert left == []
+
+
+def test_containers_of_a_dead_owner_are_removed(client):
+    tag = build_image([])
+    dead_owner = f"{socket.gethostname()}:999999:x"  # no such pid
+    stale = client.containers.create(tag, ["/bin/true"], labels={OWNER_LABEL: dead_owner})
+    with DockerSandbox(slots=1, warm=0):
+        ids = [c.id for c in client.containers.list(all=True)]
+        assert stale.id not in ids
+
+
+def test_the_init_cannot_be_signalled_or_read():
+    code = """
+import os, signal
+for sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGTERM):
+    os.kill(1, sig)
+for name in ("environ", "mem"):
+    try:
+        open(f"/proc/1/{name}", "rb").read(1)
+        print(name, "readable")
+    except OSError as exc:
+        print(name, "refused")
+"""
+    with DockerSandbox(slots=1) as sb:
+        first = run_python(sb, code)
+        assert first.verdict is Verdict.ACCEPTED, first.tests[0]
+        assert "readable" not in first.tests[0].stdout
+        (cid,) = idle_ids(sb)
+        assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
+        assert idle_ids(sb) == [cid]
+
+
+def test_a_named_image_is_used_and_a_missing_one_is_a_clear_error(client):
+    tag = build_image(["python"])
+    with DockerSandbox(slots=1, image=tag) as sb:
+        assert client.images.get(tag).id[7:19] in sb.version  # its digest: the fingerprint
+        outcome = sb.run(RunRequest(argv=["/bin/sh", "-c", "echo shell"], env={"PATH": "/bin"}))
+        assert outcome.stdout == b"shell\n", outcome
+    with pytest.raises(codeexec.SandboxUnavailableError, match="not on this host"):
+        DockerSandbox(image="codeexec/does-not-exist:1")
+
+
+def test_images_are_built_offline_once_and_hold_only_their_toolchains(client):
+    tag = build_image(["python"])
+    started = time.monotonic()
+    assert build_image(["python"]) == tag
+    assert time.monotonic() - started < 30
+    image = client.images.get(tag)
+    assert image.labels["org.codeexec.languages"] == "python"
+    out = client.containers.run(
+        tag,
+        ["/bin/sh", "-c", "test -e /usr/bin/gcc && echo gcc || echo no-gcc; ls /etc"],
+        remove=True,
+        network_disabled=True,
+    )
+    assert b"no-gcc" in out, out
+    assert b"shadow" not in out  # nothing of the host's /etc but what is written fresh
