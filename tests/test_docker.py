@@ -130,7 +130,7 @@ def test_a_container_killed_from_outside_is_replaced_without_failing_a_run(clien
 
 
 def test_the_pool_grows_when_runs_wait_and_shrinks_when_idle():
-    with DockerSandbox(slots=2, warm=1, idle_timeout=0.5) as sb:
+    with DockerSandbox(slots=2, pool_size=1, idle_timeout=0.5) as sb:
         results = []
         threads = [
             threading.Thread(
@@ -148,7 +148,7 @@ def test_the_pool_grows_when_runs_wait_and_shrinks_when_idle():
 
 
 def test_close_removes_every_container_it_made(client):
-    sb = DockerSandbox(slots=2, warm=2)
+    sb = DockerSandbox(slots=2, pool_size=2)
     owner = sb._owner
     assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
     wait_for(lambda: len(idle_ids(sb)) == 2)
@@ -172,7 +172,7 @@ def test_containers_of_a_dead_owner_are_removed(client):
     tag = build_image([])
     dead_owner = f"{socket.gethostname()}:999999:x"  # no such pid
     stale = client.containers.create(tag, ["/bin/true"], labels={OWNER_LABEL: dead_owner})
-    with DockerSandbox(slots=1, warm=0):
+    with DockerSandbox(slots=1, pool_size=0):
         ids = [c.id for c in client.containers.list(all=True)]
         assert stale.id not in ids
 

@@ -17,9 +17,9 @@ checks that the container is clean (only the init in its cgroup, nothing in the
 scratch, no IPC object left); a container that is not clean is discarded, never
 reused. Containers are rotated after ``rotate_after`` runs.
 
-Pools are per image (and per network mode): ``warm`` containers are kept started per
+Pools are per image (and per network mode): ``pool_size`` containers are kept started per
 pool, a run that finds none idle starts one (up to ``slots`` per pool), idle ones past
-``warm`` are removed after ``idle_timeout`` seconds, and a container found dead (killed
+``pool_size`` are removed after ``idle_timeout`` seconds, and a container found dead (killed
 from outside) is replaced before a run is handed to it. ``oneshot=True`` makes every
 run create, use and remove a container of its own instead.
 """
@@ -376,16 +376,16 @@ class _Pool:
         self.sandbox._dispose(container)
 
     def maintain(self) -> None:
-        """Keep ``warm`` containers started; remove idle ones past it after a while."""
+        """Keep ``pool_size`` containers started; remove idle ones past it after a while."""
         sb = self.sandbox
         if sb.oneshot:
             return
         expired = []
         with self.cond:
             now = time.monotonic()
-            while len(self.idle) > sb.warm and now - self.idle[0].idle_since > sb.idle_timeout:
+            while len(self.idle) > sb.pool_size and now - self.idle[0].idle_since > sb.idle_timeout:
                 expired.append(self.idle.popleft())
-            missing = max(0, sb.warm - self.size)
+            missing = max(0, sb.pool_size - self.size)
             self.size += missing
         for container in expired:
             self.discard(container)
@@ -417,9 +417,10 @@ class DockerSandbox:
         (:func:`codeexec.backends.build_image`), once, when first needed.
     :param slots: runs at once (default: one per core); also the most containers a
         pool starts.
-    :param warm: containers kept started per image, ready for the next run.
+    :param pool_size: containers kept started per image, ready for the next run (the
+        pool grows up to ``slots`` while runs wait, and shrinks back when idle).
     :param rotate_after: a container is replaced after this many runs.
-    :param idle_timeout: idle containers beyond ``warm`` are removed after this long.
+    :param idle_timeout: idle containers beyond ``pool_size`` are removed after this long.
     :param oneshot: every run in a container of its own, created and removed for it.
     :param scratch_size: size of each container's tmpfs ``/work``, ``/tmp``, ``/dev/shm``.
     :param cpus: CPU quota of each container, in cores.
@@ -438,7 +439,7 @@ class DockerSandbox:
         image: str | None = None,
         images: Mapping[str, str] | None = None,
         slots: int | None = None,
-        warm: int = 1,
+        pool_size: int = 1,
         rotate_after: int = 100,
         idle_timeout: float = 60.0,
         oneshot: bool = False,
@@ -457,11 +458,11 @@ class DockerSandbox:
         for name, value in (("slots", self.slots), ("rotate_after", rotate_after)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if warm < 0 or warm > self.slots:
-            raise ValueError(f"warm must be between 0 and slots ({self.slots})")
+        if pool_size < 0 or pool_size > self.slots:
+            raise ValueError(f"pool_size must be between 0 and slots ({self.slots})")
         if cpus <= 0:
             raise ValueError("cpus must be positive")
-        self.warm = 0 if oneshot else warm
+        self.pool_size = 0 if oneshot else pool_size
         self.rotate_after = rotate_after
         self.idle_timeout = idle_timeout
         self.oneshot = oneshot
@@ -550,9 +551,10 @@ class DockerSandbox:
                 )
         return out
 
-    def warm_up(self, languages: tuple[str, ...] = ()) -> None:
-        """Start the pools of these languages' images (or of ``image``) now."""
-        for language in languages or ("",):
+    def warm(self, languages: tuple[str, ...] = ()) -> None:
+        """Start the pools of these languages' images now (default: the languages
+        given ``images``, or the one ``image``), rather than at their first runs."""
+        for language in languages or tuple(self._images) or (("",) if self._image else ()):
             self._pool(self._image_for(language), False).maintain()
 
     def run(self, request: RunRequest) -> RunOutcome:
