@@ -23,7 +23,9 @@ import json
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import codeexec
 from codeexec.backends import RunRequest, get_sandbox
@@ -61,14 +63,39 @@ def latency(runs: int, python: str, backend: str) -> dict[str, float]:
         def executed() -> None:
             assert executor.run(submission).ok
 
-        for fn in (floor, sandboxed, executed):  # warm caches
+        contenders = [("floor", floor), ("sandbox", sandboxed), ("executor", executed)]
+        if backend == "docker":
+            contenders.append(("docker exec", docker_exec(sandbox, argv)))
+            samples["docker exec"] = []
+        for _, fn in contenders:  # warm caches
             fn()
         for _ in range(runs):
-            for name, fn in (("floor", floor), ("sandbox", sandboxed), ("executor", executed)):
+            for name, fn in contenders:
                 started = time.perf_counter()
                 fn()
                 samples[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def docker_exec(sandbox: object, argv: list[str]) -> Callable[[], None]:
+    """The baseline a warm pool replaces: ``docker exec`` of the program in one of the
+    pool's own warm containers (whichever is idle: they rotate), as its user."""
+    import docker
+
+    client = docker.from_env()
+    known: dict[str, object] = {}  # inspected once, not in every sample
+
+    def run() -> None:
+        pools = sandbox.pools()  # type: ignore[attr-defined]
+        cid = next(c for p in pools for c in p["idle"])
+        if cid not in known:
+            known[cid] = client.containers.get(cid)
+        container: Any = known[cid]
+        user = container.attrs["Config"]["User"]
+        code, _ = container.exec_run(argv, user=user, environment={"PATH": "/usr/bin:/bin"})
+        assert code == 0
+
+    return run
 
 
 def throughput(
@@ -135,6 +162,9 @@ def main() -> None:
         f"   [target <= {target['latency']}x]"
     )
     print(f"  executor.run / floor = {r['executor_latency_vs_floor']:.3f}x")
+    if "docker exec" in lat:
+        r["docker_exec_latency_vs_floor"] = lat["docker exec"] / lat["floor"]
+        print(f"  docker exec  / floor = {r['docker_exec_latency_vs_floor']:.3f}x   (baseline)")
     print(
         f"throughput of {args.batch} runs: floor {thr['floor']:.1f}/s with {args.workers} threads,"
         f" run_many {thr['multi']:.1f}/s with {args.workers} slots, {thr['single']:.1f}/s with 1"
