@@ -223,3 +223,15 @@ def test_images_are_built_offline_once_and_hold_only_their_toolchains(client):
     )
     assert b"no-gcc" in out, out
     assert b"shadow" not in out  # nothing of the host's /etc but what is written fresh
+
+
+def test_the_image_command_prints_the_tag_and_refuses_unknown_languages():
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "codeexec._cli", "image", "build"]
+    built = subprocess.run([*command, "python"], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == build_image(["python"])
+    unknown = subprocess.run([*command, "cobol"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "unknown language" in unknown.stderr

@@ -25,6 +25,10 @@ Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
     host → server  {"op": "reset"}                         wipe scratch (after "keep"); "ready"
 
 The server exits when the host closes the socket (the host process died or closed).
+
+In nsjail mode with a persistent jail (``config["jail"]["init"]``) the server starts
+nsjail once, with the jail init (``_jailinit.c``) as pid 1 of the jail, and forwards each
+run to it (see :class:`PersistentJail` and ``_initproto.py``) instead of spawning.
 """
 
 from __future__ import annotations

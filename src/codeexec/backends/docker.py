@@ -63,6 +63,8 @@ WORKDIR = "/work"
 SCRATCH = (WORKDIR, "/tmp", "/dev/shm")
 #: Label on every container a sandbox makes: "<hostname>:<pid>:<instance>".
 OWNER_LABEL = "org.codeexec.sandbox"
+#: Seconds before a pool whose container failed to start tries to pre-start again.
+PRESTART_BACKOFF = 30.0
 #: The most a run may ask for; each run's own limits are set on the cgroup per run.
 PIDS_CEILING = 4096
 
@@ -269,6 +271,9 @@ class _Pool:
         self.idle: deque[_Container] = deque()
         self.size = 0  # started or starting, idle or busy
         self.cond = threading.Condition()
+        #: After a failed pre-start, not before this (a broken image must not make the
+        #: maintainer start containers in a loop).
+        self.retry_at = 0.0
 
     def create_options(self, container: _Container) -> dict[str, Any]:
         import docker.types
@@ -378,7 +383,7 @@ class _Pool:
     def maintain(self) -> None:
         """Keep ``pool_size`` containers started; remove idle ones past it after a while."""
         sb = self.sandbox
-        if sb.oneshot:
+        if sb.oneshot or time.monotonic() < self.retry_at:
             return
         expired = []
         with self.cond:
@@ -394,6 +399,7 @@ class _Pool:
                 container = self._start()
             except Exception as exc:  # noqa: BLE001 - logged; the next run will say why
                 log.warning("docker: could not pre-start a container of %s: %s", self.image, exc)
+                self.retry_at = time.monotonic() + PRESTART_BACKOFF
                 continue
             container.idle_since = time.monotonic()
             with self.cond:
