@@ -41,6 +41,11 @@ def idle_ids(sandbox):
     return [cid for pool in sandbox.pools() if not pool["network"] for cid in pool["idle"]]
 
 
+def container_ids(client, **filters):
+    """Ids of containers (without inspecting each, which races with removals)."""
+    return [c["Id"] for c in client.api.containers(all=True, filters=filters or None)]
+
+
 def wait_for(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -116,7 +121,7 @@ def test_a_dirty_container_is_discarded(client):
         time.sleep(0.3)
         assert run_python(sb, "print(2)").verdict is Verdict.ACCEPTED
         assert dirty not in idle_ids(sb)
-        wait_for(lambda: dirty not in [c.id for c in client.containers.list(all=True)])
+        wait_for(lambda: dirty not in container_ids(client))
 
 
 def test_a_container_killed_from_outside_is_replaced_without_failing_a_run(client):
@@ -153,8 +158,7 @@ def test_close_removes_every_container_it_made(client):
     assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED
     wait_for(lambda: len(idle_ids(sb)) == 2)
     sb.close()
-    left = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
-    assert left == []
+    assert container_ids(client, label=f"{OWNER_LABEL}={owner}") == []
 
 
 def test_oneshot_runs_each_get_a_new_container_and_leave_none(client):
@@ -164,8 +168,7 @@ def test_oneshot_runs_each_get_a_new_container_and_leave_none(client):
         starts = {run_python(sb, code).tests[0].stdout for _ in range(2)}
         assert len(starts) == 2, starts
         assert idle_ids(sb) == []
-    left = client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={owner}"})
-    assert left == []
+    assert container_ids(client, label=f"{OWNER_LABEL}={owner}") == []
 
 
 def test_containers_of_a_dead_owner_are_removed(client):
@@ -173,8 +176,7 @@ def test_containers_of_a_dead_owner_are_removed(client):
     dead_owner = f"{socket.gethostname()}:999999:x"  # no such pid
     stale = client.containers.create(tag, ["/bin/true"], labels={OWNER_LABEL: dead_owner})
     with DockerSandbox(slots=1, pool_size=0):
-        ids = [c.id for c in client.containers.list(all=True)]
-        assert stale.id not in ids
+        assert stale.id not in container_ids(client)
 
 
 def test_the_init_cannot_be_signalled_or_read():

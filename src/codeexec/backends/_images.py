@@ -35,7 +35,14 @@ from .._languages import LanguageRegistry, default_languages
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageContents", "build_image", "connect", "image_contents", "image_tag"]
+__all__ = [
+    "ImageContents",
+    "build_image",
+    "connect",
+    "host_packages_digest",
+    "image_contents",
+    "image_tag",
+]
 
 #: What every image has besides its languages: a shell and the basic tools.
 BASE_TOOLS = ("/bin/sh", "/bin/bash", "/usr/bin/env", "/bin/cat", "/bin/sleep", "/bin/true")
@@ -125,6 +132,16 @@ def _installed_packages() -> dict[str, tuple[str, str, str]]:
         if status.startswith("ii"):
             installed[name] = (version, depends, recommends, provides)
     return installed  # type: ignore[return-value]
+
+
+def host_packages_digest() -> str:
+    """A hash of every installed package's name and version: what any image built here
+    is made of, so it changes when one of them could ("" without dpkg)."""
+    installed = _installed_packages()
+    digest = hashlib.sha256(FORMAT.encode())
+    for name in sorted(installed):
+        digest.update(f"{name}={installed[name][0]}\n".encode())
+    return digest.hexdigest()[:12] if installed else ""
 
 
 def _owners(paths: Iterable[str]) -> set[str]:

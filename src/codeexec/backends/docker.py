@@ -45,7 +45,7 @@ from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
 from . import _cgroups, _initproto
-from ._images import build_image, connect
+from ._images import build_image, connect, host_packages_digest
 from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._supervise import collect, outcome, run_rlimits, supervise, write_all, write_files
@@ -496,6 +496,9 @@ class DockerSandbox:
         for named in {i for i in [image, *self._images.values()] if i}:
             self._image_ids[named] = self._image_id(named)
         self._built: dict[str, str] = {}
+        # Images built here on demand are made of the host's packages: their versions
+        # stand for those images' digests in the fingerprint.
+        self._host_digest = "" if image is not None else (host_packages_digest() or "no-dpkg")
         self._build_lock = threading.Lock()
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
         self._control_root = tempfile.mkdtemp(prefix="codeexec-docker-")
@@ -520,7 +523,7 @@ class DockerSandbox:
     @property
     def version(self) -> str:
         named = ",".join(f"{k}={v[7:19]}" for k, v in sorted(self._image_ids.items()))
-        built = "host-built" if self._image is None else ""
+        built = f" host-built-{self._host_digest}" if self._image is None else ""
         return (
             f"docker/1 daemon-{self._daemon} init-{self._init_digest} cpus-{self.cpus}"
             f" images[{named}]{built}"
