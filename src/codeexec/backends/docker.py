@@ -430,8 +430,9 @@ class DockerSandbox:
     :param oneshot: every run in a container of its own, created and removed for it.
     :param scratch_size: size of each container's tmpfs ``/work``, ``/tmp``, ``/dev/shm``.
     :param cpus: CPU quota of each container, in cores.
-    :param memory_ceiling: the containers' memory limit; each run's own limit is set
-        below it on the container's cgroup.
+    :param memory_ceiling: the containers' memory limit (= memory + swap) as Docker
+        creates them; each run's own limit replaces it on the container's cgroup for
+        that run.
     :param uid_base: container N runs as uid ``uid_base + N`` (distinct per container,
         so per-uid process limits never mix two runs).
     :param client: a ``docker.DockerClient`` (default: ``docker.from_env()``).
