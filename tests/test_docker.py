@@ -237,3 +237,17 @@ def test_the_image_command_prints_the_tag_and_refuses_unknown_languages():
     assert built.stdout.strip() == build_image(["python"])
     unknown = subprocess.run([*command, "cobol"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "unknown language" in unknown.stderr
+
+
+def test_no_daemon_is_a_clear_unavailable_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    with pytest.raises(codeexec.SandboxUnavailableError, match="no Docker daemon answers"):
+        DockerSandbox()
+
+
+def test_many_concurrent_runs_stay_within_the_slots():
+    with DockerSandbox(slots=2, pool_size=1) as sb, codeexec.Executor(sb) as ex:
+        subs = [Submission(language="python", code=f"print({i} * {i})") for i in range(40)]
+        results = ex.run_many(subs)
+        assert [r.tests[0].stdout for r in results] == [f"{i * i}\n" for i in range(40)]
+        assert all(p["size"] <= 2 for p in sb.pools())
