@@ -1,7 +1,9 @@
 """The docker sandbox against a real dockerd: the conformance suite, warm pools,
 container limits, clean-state checks and offline images."""
 
+import io
 import socket
+import tarfile
 import threading
 import time
 
@@ -251,3 +253,31 @@ def test_many_concurrent_runs_stay_within_the_slots():
         results = ex.run_many(subs)
         assert [r.tests[0].stdout for r in results] == [f"{i * i}\n" for i in range(40)]
         assert all(p["size"] <= 2 for p in sb.pools())
+
+
+def test_a_container_that_does_not_come_up_is_an_error_and_is_removed(client):
+    # An image with a file where the control directory is bind-mounted: the
+    # container cannot start.
+    data = io.BytesIO()
+    with tarfile.open(fileobj=data, mode="w") as tar:
+        info = tarfile.TarInfo(".codeexec")
+        tar.addfile(info, io.BytesIO(b""))
+    client.api.import_image_from_data(data.getvalue(), repository="codeexec-test/broken", tag="1")
+    sb = DockerSandbox(slots=1, image="codeexec-test/broken:1")
+    owner = sb._owner
+    try:
+        outcome = sb.run(RunRequest(argv=["/bin/true"], env={"PATH": "/bin"}))
+        assert outcome.error and "could not start a container" in outcome.error, outcome
+    finally:
+        sb.close()
+        client.images.remove("codeexec-test/broken:1", force=True)
+    assert container_ids(client, label=f"{OWNER_LABEL}={owner}") == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"slots": 0}, {"slots": 1, "pool_size": 2}, {"cpus": 1000}, {"rotate_after": 0}],
+)
+def test_bad_options_are_refused_before_anything_starts(options):
+    with pytest.raises(ValueError):
+        DockerSandbox(**options)

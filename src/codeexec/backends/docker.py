@@ -362,7 +362,10 @@ class _Pool:
         if not why and container.runs >= sb.rotate_after:
             why = "rotated"
         if not why:
-            why = container.clean()
+            try:
+                why = container.clean()
+            except OSError as exc:  # it died while being cleaned, say
+                why = f"cleaning failed: {exc}"
             if why:
                 log.warning("docker: %s is not clean (%s); discarded", container.name, why)
         if why:
@@ -394,13 +397,16 @@ class _Pool:
             self.size += missing
         for container in expired:
             self.discard(container)
-        for _ in range(missing):
+        for started in range(missing):
             try:
                 container = self._start()
             except Exception as exc:  # noqa: BLE001 - logged; the next run will say why
                 log.warning("docker: could not pre-start a container of %s: %s", self.image, exc)
                 self.retry_at = time.monotonic() + PRESTART_BACKOFF
-                continue
+                with self.cond:
+                    self.size -= missing - started - 1  # those not even tried
+                    self.cond.notify_all()
+                return
             container.idle_since = time.monotonic()
             with self.cond:
                 self.idle.append(container)
@@ -467,8 +473,8 @@ class DockerSandbox:
                 raise ValueError(f"{name} must be at least 1")
         if pool_size < 0 or pool_size > self.slots:
             raise ValueError(f"pool_size must be between 0 and slots ({self.slots})")
-        if cpus <= 0:
-            raise ValueError("cpus must be positive")
+        if not 0 < cpus <= (os.cpu_count() or 1):
+            raise ValueError(f"cpus must be above 0 and at most {os.cpu_count()} (this host's)")
         self.pool_size = 0 if oneshot else pool_size
         self.rotate_after = rotate_after
         self.idle_timeout = idle_timeout
