@@ -467,7 +467,7 @@ class DockerSandbox:
             raise SandboxUnavailableError(
                 "docker", "needs root (the containers' cgroups and scratch dirs)"
             )
-        self.slots = slots or cpu_count()
+        self.slots = cpu_count() if slots is None else slots
         for name, value in (("slots", self.slots), ("rotate_after", rotate_after)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1")
