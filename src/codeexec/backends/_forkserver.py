@@ -229,7 +229,7 @@ class Server:
         """
         if self.isolated:
             for target in self.mounted:
-                _empty_dir(target)
+                empty_dir(target)
             # The last run's SysV IPC objects go (POSIX queues cannot be made at all:
             # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run.
             _remove_sysv_ipc()
@@ -484,13 +484,7 @@ class Server:
         while reply is None:
             for fd, _ in poller.poll():
                 if fd == self.sock.fileno():
-                    ctl, extra = recv(self.sock)
-                    for x in extra:
-                        os.close(x)
-                    if ctl is None:  # host gone: take the run down with us
-                        self.kill_all()
-                        sys.exit(0)
-                    if ctl.get("op") == "kill":
+                    if self.host_request() == "kill":
                         initproto.request_kill(jail.sock)
                 else:
                     reply = initproto.receive(jail.sock) or initproto.died(jail.elapsed())
@@ -526,15 +520,8 @@ class Server:
                 for fd, _ in poller.poll():
                     if fd == pidfd:
                         done = True
-                    else:
-                        ctl, extra = recv(self.sock)
-                        for x in extra:
-                            os.close(x)
-                        if ctl is None:  # host gone: take the run down with us
-                            self.kill_all()
-                            sys.exit(0)
-                        if ctl.get("op") == "kill":
-                            self.kill_all(main=pid)
+                    elif self.host_request() == "kill":
+                        self.kill_all(main=pid)
         finally:
             os.close(pidfd)
         _, status, usage = os.wait4(pid, 0)
@@ -552,6 +539,17 @@ class Server:
                 "maxrss": usage.ru_maxrss * 1024,
             },
         )
+
+    def host_request(self) -> str | None:
+        """The op of the host's next message during a run (the host gone: the run
+        goes down with us, and we exit)."""
+        ctl, extra = recv(self.sock)
+        for fd in extra:
+            os.close(fd)
+        if ctl is None:
+            self.kill_all()
+            sys.exit(0)
+        return ctl.get("op")
 
     def kill_all(self, main: int | None = None) -> None:
         """Kill and reap every process of the run (and the persistent jail)."""
@@ -765,7 +763,8 @@ def _raise_oom_score(pid: int) -> None:
             os.close(fd)
 
 
-def _empty_dir(path: str) -> None:
+def empty_dir(path: str) -> None:
+    """Remove everything in ``path`` (never following a link), keeping ``path``."""
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)

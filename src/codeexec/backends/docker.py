@@ -45,6 +45,7 @@ from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
 from . import _cgroups, _initproto
+from ._forkserver import empty_dir
 from ._images import build_image, connect, host_packages_digest
 from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
@@ -244,12 +245,7 @@ class _Container:
             return "the init is gone"
         for directory in SCRATCH:
             base = self.path(directory)
-            for entry in os.scandir(base):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.path)
+            empty_dir(base)
             if os.listdir(base):
                 return f"{directory} could not be emptied"
         self._own_workdir()
