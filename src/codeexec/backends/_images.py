@@ -145,13 +145,16 @@ def host_packages_digest() -> str:
 
 
 def _owners(paths: Iterable[str]) -> set[str]:
-    owners = set()
-    for path in paths:
-        proc = subprocess.run(["dpkg-query", "-S", path], capture_output=True, text=True)
-        for line in proc.stdout.splitlines():
-            if ": " in line and not line.startswith("diversion"):
-                for name in line.split(": ", 1)[0].split(","):
-                    owners.add(name.strip().split(":")[0])
+    """Installed packages that own ``paths`` (one query; unowned paths are skipped)."""
+    owners: set[str] = set()
+    names = sorted(set(paths))
+    if not names:
+        return owners
+    proc = subprocess.run(["dpkg-query", "-S", *names], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if ": " in line and not line.startswith("diversion"):
+            for name in line.split(": ", 1)[0].split(","):
+                owners.add(name.strip().split(":")[0])
     return owners
 
 
