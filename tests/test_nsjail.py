@@ -222,3 +222,23 @@ def test_the_init_is_built_once_and_a_tampered_build_is_replaced(tmp_path):
     os.chmod(first, 0o777)  # writable by others: never executed as it is
     rebuilt = build_init(str(tmp_path))
     assert rebuilt == first and os.stat(rebuilt).st_mode & 0o777 == 0o755
+
+
+def test_a_jail_whose_init_was_killed_from_outside_is_replaced_before_the_next_run(jail):
+    assert run_python(jail, "print(1)").verdict is Verdict.ACCEPTED
+    uid = jail.sandbox._uid_base  # the fixture's one slot
+    inits = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+            owner = os.stat(f"/proc/{entry}").st_uid
+        except (OSError, ValueError):
+            continue
+        if cmdline == b"/proc/self/fd/4\0" and owner == uid:
+            inits.append(int(entry))
+    assert inits, "the persistent jail's init is running"
+    for pid in inits:
+        os.kill(pid, 9)
+    result = run_python(jail, "print(2)")
+    assert result.verdict is Verdict.ACCEPTED and result.tests[0].stdout == "2\n", result.tests[0]

@@ -462,7 +462,9 @@ class Server:
         other mounts, first), serving kills meanwhile, and report what it reports."""
         mounts = tuple(msg.get("mounts", ()))
         try:
-            if self.jailed is not None and self.jailed.mounts != mounts:
+            if self.jailed is not None and (
+                self.jailed.mounts != mounts or not self.jailed.alive()
+            ):
                 self.kill_all()  # the jail, and everything in it
             if self.jailed is None:
                 self.jailed = self.start_jail(mounts)
@@ -650,6 +652,9 @@ class PersistentJail:
         self.sock = sock
         self.mounts = mounts
         self.started = time.monotonic()
+        #: The init's pidfd: nsjail holds the init's end of the socket too, so the
+        #: socket reaches EOF only once nsjail noticed; the pidfd knows at once.
+        self.init_pidfd: int | None = None
 
     @classmethod
     def start(cls, argv: list[str], init_binary: int, mounts: tuple[str, ...]) -> PersistentJail:
@@ -682,6 +687,12 @@ class PersistentJail:
         if reply != {"op": "ready"}:
             jail.close()
             raise OSError(errno.EIO, "nsjail did not start its init (see the slot's stderr)")
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+        if len(children) != 1:
+            jail.close()
+            raise OSError(errno.EIO, f"nsjail has children {children}, expected its init")
+        jail.init_pidfd = os.pidfd_open(int(children[0]))
         return jail
 
     def send_run(self, msg: dict, rlimits: list[tuple[int, int, int]], fds: list[int]) -> None:
@@ -691,9 +702,18 @@ class PersistentJail:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
+    def alive(self) -> bool:
+        """False once the init is gone (killed from outside, say)."""
+        assert self.init_pidfd is not None
+        ready, _, _ = select.select([self.init_pidfd], [], [], 0)
+        return not ready
+
     def close(self) -> None:
         """Take the jail down (its init's death ends the jail's pid namespace)."""
         self.sock.close()
+        if self.init_pidfd is not None:
+            os.close(self.init_pidfd)
+            self.init_pidfd = None
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
