@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -240,5 +241,11 @@ def test_a_jail_whose_init_was_killed_from_outside_is_replaced_before_the_next_r
     assert inits, "the persistent jail's init is running"
     for pid in inits:
         os.kill(pid, 9)
+    # Killed between runs: wait until it is dead (a kill racing the next run's start
+    # is that run's internal_error, as for any sandbox dying under a run).
+    deadline = time.monotonic() + 10
+    while any(os.path.exists(f"/proc/{pid}/cmdline") for pid in inits):
+        assert time.monotonic() < deadline, "the init did not die"
+        time.sleep(0.01)
     result = run_python(jail, "print(2)")
     assert result.verdict is Verdict.ACCEPTED and result.tests[0].stdout == "2\n", result.tests[0]

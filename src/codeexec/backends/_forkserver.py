@@ -468,8 +468,14 @@ class Server:
                 self.kill_all()  # the jail, and everything in it
             if self.jailed is None:
                 self.jailed = self.start_jail(mounts)
-            # The init lowers them to its own ceilings, which are ours.
-            self.jailed.send_run(msg, msg["rlimits"], fds)
+            try:
+                # The init lowers them to its own ceilings, which are ours.
+                self.jailed.send_run(msg, msg["rlimits"], fds)
+            except (BrokenPipeError, ConnectionResetError):
+                # The jail died just now, before the run reached it: a new one.
+                self.kill_all()
+                self.jailed = self.start_jail(mounts)
+                self.jailed.send_run(msg, msg["rlimits"], fds)
         except OSError as exc:
             self.kill_all()
             send(self.sock, {"op": "exited", "spawn_error": f"the jail failed: {exc}"})
