@@ -127,7 +127,8 @@ class _Container:
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # nothing else may connect as the init
-        if _initproto.receive(self.sock) != {"op": "ready"}:
+        ready, _, _ = select.select([self.sock], [], [], sb.start_timeout)
+        if not ready or _initproto.receive(self.sock) != {"op": "ready"}:
             raise SandboxError(f"the init of container {self.name} did not start")
         self.container.reload()
         self.pid = int(self.container.attrs["State"]["Pid"])
