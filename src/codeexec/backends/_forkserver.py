@@ -421,8 +421,7 @@ class Server:
             try:
                 pid = self.spawn(msg, fds)
             except OSError as exc:
-                self.kill_all()
-                send(self.sock, {"op": "exited", "spawn_error": f"{exc}"})
+                self.spawn_failed(f"{exc}")
                 return
             finally:
                 for fd in fds:
@@ -452,8 +451,7 @@ class Server:
         os.close(err_r)
         if error:
             os.waitpid(pid, 0)
-            self.kill_all()
-            send(self.sock, {"op": "exited", "spawn_error": error.decode(errors="replace")})
+            self.spawn_failed(error.decode(errors="replace"))
             return
         self.wait(pid, started)
 
@@ -477,8 +475,7 @@ class Server:
                 self.jailed = self.start_jail(mounts)
                 self.jailed.send_run(msg, msg["rlimits"], fds)
         except OSError as exc:
-            self.kill_all()
-            send(self.sock, {"op": "exited", "spawn_error": f"the jail failed: {exc}"})
+            self.spawn_failed(f"the jail failed: {exc}")
             return
         finally:
             for fd in fds:
@@ -547,6 +544,11 @@ class Server:
                 "maxrss": usage.ru_maxrss * 1024,
             },
         )
+
+    def spawn_failed(self, reason: str) -> None:
+        """The run's program could not be started: clear up and tell the host why."""
+        self.kill_all()
+        send(self.sock, {"op": "exited", "spawn_error": reason})
 
     def host_request(self) -> str | None:
         """The op of the host's next message during a run (the host gone: the run

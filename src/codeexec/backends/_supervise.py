@@ -55,6 +55,52 @@ class Supervised:
     killed_for: str | None
 
 
+class RunPipes:
+    """The run's stdin (a memfd holding it) and its stdout and stderr pipes.
+
+    Hand :attr:`child` to whatever starts the program, then call :meth:`handed` so we
+    hold no write end (the pipes reach EOF when the run's processes are gone);
+    :meth:`close` (or leaving the ``with`` block) closes the rest.
+    """
+
+    def __init__(self, stdin: bytes) -> None:
+        self._fds: list[int] = []
+        try:
+            self.stdin = self._keep(os.memfd_create("stdin", os.MFD_CLOEXEC))
+            self.out_r, self.out_w = (self._keep(fd) for fd in os.pipe2(os.O_CLOEXEC))
+            self.err_r, self.err_w = (self._keep(fd) for fd in os.pipe2(os.O_CLOEXEC))
+            write_all(self.stdin, stdin)
+            os.lseek(self.stdin, 0, os.SEEK_SET)
+        except BaseException:
+            self.close()
+            raise
+
+    def _keep(self, fd: int) -> int:
+        self._fds.append(fd)
+        return fd
+
+    @property
+    def child(self) -> list[int]:
+        """The program's stdin, stdout and stderr."""
+        return [self.stdin, self.out_w, self.err_w]
+
+    def handed(self) -> None:
+        for fd in self.child:
+            if fd in self._fds:
+                self._fds.remove(fd)
+                os.close(fd)
+
+    def close(self) -> None:
+        while self._fds:
+            os.close(self._fds.pop())
+
+    def __enter__(self) -> RunPipes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def supervise(
     request: RunRequest, out_r: int, err_r: int, control: Control, cgroup: Slot | None
 ) -> Supervised:
@@ -167,6 +213,16 @@ def outcome(
         killed_for=seen.killed_for or ("cpu" if cpu_time > request.limits.cpu_time else None),
         collected=collected,
     )
+
+
+def finish(request: RunRequest, seen: Supervised, cgroup: Slot | None, workdir: str) -> RunOutcome:
+    """The outcome of a supervised run: what the cgroup measured over it and the files
+    it asked to collect from ``workdir`` (as the host reaches it)."""
+    if "spawn_error" in seen.exited:
+        return outcome(request, seen, None, {})
+    usage = cgroup.end() if cgroup is not None else None
+    collected = collect(workdir, request.collect) if request.collect else {}
+    return outcome(request, seen, usage, collected)
 
 
 def run_rlimits(

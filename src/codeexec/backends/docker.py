@@ -49,7 +49,7 @@ from ._forkserver import empty_dir
 from ._images import build_image, connect, host_packages_digest
 from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
-from ._supervise import collect, outcome, run_rlimits, supervise, write_all, write_files
+from ._supervise import RunPipes, finish, run_rlimits, supervise, write_files
 
 log = logging.getLogger(__name__)
 
@@ -201,41 +201,30 @@ class _Container:
             write_files(self.path(WORKDIR), request.files, self.uid)
         except OSError as exc:
             return RunOutcome(error=f"could not write the work files: {exc}")
-        stdin = os.memfd_create("stdin", os.MFD_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            write_all(stdin, request.stdin)
-            os.lseek(stdin, 0, os.SEEK_SET)
-            # The init is the only other process in the group.
-            self.cgroup.set_limits(limits.memory, limits.pids + 1)
-            self.cgroup.begin()
-            env = {"HOME": WORKDIR, **request.env}
-            msg = {"cwd": WORKDIR, "argv": list(request.argv), "env": env}
-            rlimits = run_rlimits(limits, nproc_extra=1, cgroup=True)
+        with RunPipes(request.stdin) as pipes:
             try:
-                _initproto.send_run(self.sock, msg, rlimits, [stdin, out_w, err_w])
-            except OSError as exc:
-                if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED):
-                    raise _ContainerGone(str(exc)) from exc
-                raise
-        finally:
-            for fd in (stdin, out_w, err_w):
-                os.close(fd)
-        try:
-            seen = supervise(request, out_r, err_r, _InitControl(self.sock), self.cgroup)
-        finally:
-            os.close(out_r)
-            os.close(err_r)
+                # The init is the only other process in the group.
+                self.cgroup.set_limits(limits.memory, limits.pids + 1)
+                self.cgroup.begin()
+                env = {"HOME": WORKDIR, **request.env}
+                msg = {"cwd": WORKDIR, "argv": list(request.argv), "env": env}
+                rlimits = run_rlimits(limits, nproc_extra=1, cgroup=True)
+                try:
+                    _initproto.send_run(self.sock, msg, rlimits, pipes.child)
+                except OSError as exc:
+                    if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED):
+                        raise _ContainerGone(str(exc)) from exc
+                    raise
+            finally:
+                pipes.handed()
+            control = _InitControl(self.sock)
+            seen = supervise(request, pipes.out_r, pipes.err_r, control, self.cgroup)
         self.runs += 1
-        if "spawn_error" in seen.exited:
-            return outcome(request, seen, None, {})
-        usage = self.cgroup.end()
+        result = finish(request, seen, self.cgroup, self.path(WORKDIR))
         self.ipc_left = seen.exited.get("ipc_left", 0)
         if seen.exited.get("init_died"):
             self.ipc_left = -1  # never reused
-        collected = collect(self.path(WORKDIR), request.collect) if request.collect else {}
-        return outcome(request, seen, usage, collected)
+        return result
 
     def clean(self) -> str:
         """Empty the scratch and check the container is as it started: "" if it is,

@@ -73,6 +73,8 @@ USE codeexec DEFAULT ALLOW
 # clone3 gets ENOSYS, not a kill: its flags are in memory a filter cannot read, and
 # glibc falls back to clone, whose flags it can (0x10000000 is CLONE_NEWUSER).
 
+#: nsjail's rlimit options (--rlimit_NAME), each given a value in every jail.
+RLIMIT_OPTIONS = ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack")
 #: Mounted read-only in every jail, where they exist on the host.
 BASE_MOUNTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
@@ -188,7 +190,7 @@ class NsjailSandbox(ProcessSandbox):
             *common,
         ]  # fmt: skip
         # The run's rlimits are added per run; any it has none for stay as they are.
-        for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
+        for name in RLIMIT_OPTIONS:
             per_run += [f"--rlimit_{name}", "soft"]
         config: dict = {"argv": per_run, "init": None, "init_binary": self._init}
         if self._init:
@@ -202,7 +204,7 @@ class NsjailSandbox(ProcessSandbox):
                 *common,
             ]  # fmt: skip
             # The init holds our ceilings; it lowers them to each run's in the child.
-            for name in ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack"):
+            for name in RLIMIT_OPTIONS:
                 init += [f"--rlimit_{name}", "hard"]
             config["init"] = init
         return config

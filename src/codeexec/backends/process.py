@@ -37,7 +37,7 @@ from .._units import parse_size
 from . import _cgroups
 from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
-from ._supervise import collect, outcome, run_rlimits, supervise, write_all, write_files
+from ._supervise import RunPipes, finish, run_rlimits, supervise, write_files
 
 log = logging.getLogger(__name__)
 
@@ -216,50 +216,36 @@ class _Slot:
     def _execute(self, request: RunRequest) -> RunOutcome:
         limits = request.limits
         assert self.sock is not None
-        stdin = os.memfd_create("stdin", os.MFD_CLOEXEC)
-        out_r, out_w = os.pipe2(os.O_CLOEXEC)
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            write_all(stdin, request.stdin)
-            os.lseek(stdin, 0, os.SEEK_SET)
-            if self.cgroup is not None:
-                # The slot's server (and the parent it forked from) live in the
-                # group too, and whatever the sandbox keeps there (a jail).
-                resident = 2 + self.sandbox.resident_processes
-                self.cgroup.set_limits(limits.memory, limits.pids + resident)
-                self.cgroup.begin()
-            msg = {
-                "op": "run",
-                "argv": list(request.argv),
-                "env": {"HOME": self.workdir, **request.env},
-                "cwd": self.workdir,
-                "rlimits": self._rlimits(request),
-                "network": limits.network,
-                "keep": bool(request.collect),
-                "mounts": list(self.sandbox.extra_mounts(request)),
-            }
-            send(self.sock, msg, [stdin, out_w, err_w])
-            self.run_sent = True
-        finally:
-            for fd in (stdin, out_w, err_w):
-                os.close(fd)
-        try:
-            return self._supervise(request, out_r, err_r)
-        finally:
-            os.close(out_r)
-            os.close(err_r)
-
-    def _supervise(self, request: RunRequest, out_r: int, err_r: int) -> RunOutcome:
-        try:
-            seen = supervise(request, out_r, err_r, _ServerControl(self), self.cgroup)
-        except SandboxError:
-            self.stop()
-            raise
-        if "spawn_error" in seen.exited:
-            return outcome(request, seen, None, {})
-        usage = self.cgroup.end() if self.cgroup is not None else None
-        collected = collect(self.host_workdir, request.collect) if request.collect else {}
-        return outcome(request, seen, usage, collected)
+        with RunPipes(request.stdin) as pipes:
+            try:
+                if self.cgroup is not None:
+                    # The slot's server (and the parent it forked from) live in the
+                    # group too, and whatever the sandbox keeps there (a jail).
+                    resident = 2 + self.sandbox.resident_processes
+                    self.cgroup.set_limits(limits.memory, limits.pids + resident)
+                    self.cgroup.begin()
+                msg = {
+                    "op": "run",
+                    "argv": list(request.argv),
+                    "env": {"HOME": self.workdir, **request.env},
+                    "cwd": self.workdir,
+                    "rlimits": self._rlimits(request),
+                    "network": limits.network,
+                    "keep": bool(request.collect),
+                    "mounts": list(self.sandbox.extra_mounts(request)),
+                }
+                send(self.sock, msg, pipes.child)
+                self.run_sent = True
+            finally:
+                pipes.handed()
+            try:
+                seen = supervise(
+                    request, pipes.out_r, pipes.err_r, _ServerControl(self), self.cgroup
+                )
+            except SandboxError:
+                self.stop()
+                raise
+            return finish(request, seen, self.cgroup, self.host_workdir)
 
 
 class _ServerControl:
