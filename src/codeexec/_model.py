@@ -39,6 +39,10 @@ MAX_TESTS = 4096
 MAX_FILES_BYTES = 32 * 1024 * 1024
 #: A test's extra argv may add up to at most this many bytes.
 MAX_ARGS_BYTES = 16 * 1024
+#: A File's path: at most this many directory levels, bytes, and bytes a name.
+MAX_PATH_DEPTH = 32
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255
 
 
 class Verdict(enum.StrEnum):
@@ -231,6 +235,16 @@ def _relative_path(value: object) -> str:
     normal = posixpath.normpath(value)
     if normal.startswith(("/", "../")) or normal in ("..", "."):
         raise SubmissionError(f"file path must stay inside the work directory: {value!r}")
+    # Bounded so the host never walks (or makes) a tree deeper than a program could use.
+    parts = normal.split("/")
+    if len(parts) > MAX_PATH_DEPTH:
+        raise SubmissionError(
+            f"file path has {len(parts)} levels (at most {MAX_PATH_DEPTH}): {value[:80]!r}..."
+        )
+    if len(normal.encode()) > MAX_PATH_BYTES:
+        raise SubmissionError(f"file path is longer than {MAX_PATH_BYTES} bytes: {value[:80]!r}...")
+    if any(len(part.encode()) > MAX_NAME_BYTES for part in parts):
+        raise SubmissionError(f"a name in file path is longer than {MAX_NAME_BYTES} bytes")
     return normal
 
 

@@ -54,6 +54,12 @@ def classify(
         )
     if outcome.oom_killed:
         return Verdict.MEMORY_LIMIT_EXCEEDED, None, "killed by the OOM killer at the memory limit"
+    if outcome.memory_peak > limits.memory:
+        return (
+            Verdict.MEMORY_LIMIT_EXCEEDED,
+            None,
+            f"used {outcome.memory_peak} bytes of memory (limit {limits.memory})",
+        )
     if (
         outcome.killed_for == "cpu"
         or outcome.cpu_time > limits.cpu_time

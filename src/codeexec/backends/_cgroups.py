@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 
 import attrs
 
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 __all__ = ["CgroupUsage", "Cgroups", "Slot", "detect"]
 
 _PREFIX = "codeexec-"
+#: Memory a slot may hold between runs above the least it ever held (its resident
+#: processes) before the host reclaims it: cache the last run left must not count
+#: as the next run's baseline, or one run could raise the next one's limit.
+RECLAIM_SLACK = 4 << 20
+#: However much cannot be reclaimed, a run's limit is never more than this above
+#: that least baseline.
+BASELINE_CEILING = 16 << 20
 
 
 @attrs.frozen
@@ -127,6 +135,25 @@ class Slot:
 
     #: cgroup.procs files a process writes its pid into to join this slot.
     procs_files: tuple[str, ...]
+    #: The least the group has held before a run (its resident processes alone).
+    _floor: int | None = None
+
+    def _baseline_for_run(self, usage: Callable[[], int]) -> int:
+        """What the group holds before a run, less what earlier runs left behind.
+
+        Memory above the resident floor (cache the last run charged here, say) is
+        reclaimed first; what cannot be is not given to the run on top of its limit.
+        """
+        held = usage()
+        if self._floor is None or held < self._floor:
+            self._floor = held
+        if held > self._floor + RECLAIM_SLACK:
+            self._reclaim(self._floor)
+            held = usage()
+        return min(held, self._floor + BASELINE_CEILING)
+
+    def _reclaim(self, target: int) -> None:
+        """Ask the kernel to bring the group down to ``target`` bytes, if it can."""
 
     def set_limits(self, memory: int, pids: int) -> None:
         """The next run's limits: ``memory`` bytes above what the group holds now (its
@@ -234,10 +261,17 @@ class _SlotV1(Slot):
         self._oom_before = 0
         self._baseline = 0
 
+    def _reclaim(self, target: int) -> None:
+        # Lowering the limit makes the kernel reclaim down to it (page cache, which
+        # is what runs leave); EBUSY when it cannot, never an OOM kill.
+        with contextlib.suppress(OSError):
+            self._limit_file.write(target)
+            self._limit = target
+
     def set_limits(self, memory: int, pids: int) -> None:
         # The slot's server process lives here too; its few pages are part of the
         # baseline, so the run gets the whole limit on top of it.
-        limit = memory + self._usage.value()
+        limit = memory + self._baseline_for_run(self._usage.value)
         if limit != self._limit:
             # memsw must stay >= limit at every step, so the order depends on direction.
             if self._has_memsw and self._limit is not None and limit > self._limit:
@@ -337,8 +371,17 @@ class _SlotV2(Slot):
     def _file(self, name: str) -> str:
         return os.path.join(self._path, name)
 
+    def _current(self) -> int:
+        return _read_int(self._file("memory.current"))
+
+    def _reclaim(self, target: int) -> None:
+        # memory.reclaim (Linux 5.19+) reclaims without ever OOM-killing; lowering
+        # memory.max would kill the resident processes if it could not.
+        with contextlib.suppress(OSError):
+            _write(self._file("memory.reclaim"), max(0, self._current() - target))
+
     def set_limits(self, memory: int, pids: int) -> None:
-        _write(self._file("memory.max"), memory + _read_int(self._file("memory.current")))
+        _write(self._file("memory.max"), memory + self._baseline_for_run(self._current))
         if self._has_swap:
             _write(self._file("memory.swap.max"), 0)
         _write(self._file("pids.max"), pids)

@@ -43,7 +43,6 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
 import sys
@@ -51,14 +50,23 @@ import time
 
 import prctl
 
+
 # The jail init's wire format, shared with the docker sandbox. Loaded by path: this
 # server runs as a script with no package (and -P: no script dir on sys.path).
-_spec = importlib.util.spec_from_file_location(
-    "codeexec_initproto", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_initproto.py")
-)
-assert _spec is not None and _spec.loader is not None
-initproto = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(initproto)
+def _load(name: str):  # type: ignore[no-untyped-def]
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.spec_from_file_location(
+        f"codeexec_{name}", os.path.join(here, f"{name}.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+initproto = _load("_initproto")
+# Emptying trees the runs controlled (deep nests, links, FIFOs), shared with docker.
+safefs = _load("_safefs")
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -79,6 +87,7 @@ MS_REC = 16384
 MS_PRIVATE = 1 << 18
 MS_RELATIME = 1 << 21
 MS_STRICTATIME = 1 << 24
+MNT_DETACH = 2
 
 _MOUNT_OPTION_FLAGS = {
     "nosuid": MS_NOSUID,
@@ -131,7 +140,9 @@ def send(sock: socket.socket, msg: dict, fds: list[int] | None = None) -> None:
 
 
 def recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
-    data, fds, _, _ = socket.recv_fds(sock, MAX_MSG, 8)
+    # Close-on-exec at once: a process forked meanwhile (a jail's start) must not
+    # inherit a run's stdout and hold it open.
+    data, fds, _, _ = socket.recv_fds(sock, MAX_MSG, 8, socket.MSG_CMSG_CLOEXEC)
     if not data:
         for fd in fds:
             os.close(fd)
@@ -210,16 +221,23 @@ class Server:
         and an empty read-only /run: the host's daemons listen on unix sockets there
         (a database, D-Bus, journald), and a socket on a read-only mount still
         accepts connections. A net namespace does not cover path-named sockets."""
-        # nr_inodes bounds what the next reset has to delete.
-        opts = f"size={self.scratch_size},nr_inodes={SCRATCH_INODES},mode=1777"
         for target in SCRATCH_MOUNTS:
             if os.path.isdir(target):
-                mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
-                self.mounted.add(target)
+                self.remount_scratch(target)
         for target in HIDDEN_MOUNTS:
             if os.path.isdir(target) and not os.path.islink(target):
                 flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
                 mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=755")
+
+    def remount_scratch(self, target: str) -> None:
+        """A fresh tmpfs on ``target`` (the old one, if any, detached)."""
+        if target in self.mounted:
+            _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
+            self.mounted.discard(target)
+        # nr_inodes bounds what the next reset has to delete.
+        opts = f"size={self.scratch_size},nr_inodes={SCRATCH_INODES},mode=1777"
+        mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+        self.mounted.add(target)
 
     def reset(self) -> None:
         """Give the next run an empty work dir, empty scratch mounts and IPC namespace.
@@ -229,12 +247,16 @@ class Server:
         """
         if self.isolated:
             for target in self.mounted:
-                empty_dir(target)
+                try:
+                    safefs.empty_dir(target)
+                except OSError:
+                    # Whatever the run made of it, a new tmpfs is empty.
+                    self.remount_scratch(target)
             # The last run's SysV IPC objects go (POSIX queues cannot be made at all:
             # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run.
             _remove_sysv_ipc()
-        else:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+        elif os.path.isdir(self.workdir):
+            safefs.empty_dir(self.workdir)
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)
         if self.uid is not None:
             os.chown(self.workdir, self.uid, self.gid)
@@ -791,16 +813,6 @@ def _raise_oom_score(pid: int) -> None:
             os.close(fd)
 
 
-def empty_dir(path: str) -> None:
-    """Remove everything in ``path`` (never following a link), keeping ``path``."""
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-
-
 def _descendants(pid: int) -> list[int]:
     out, stack = [], [pid]
     while stack:
@@ -833,6 +845,8 @@ def _reap(block: bool) -> None:
 def main() -> None:
     config = json.loads(sys.argv[1])
     sock = socket.socket(fileno=config["fd"])
+    # Passed to us inheritable (pass_fds): no run may inherit the slot's control.
+    sock.set_inheritable(False)
     root = os.geteuid() == 0
     for path in config.get("cgroup_procs", ()):
         with open(path, "w") as f:

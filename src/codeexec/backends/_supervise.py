@@ -7,27 +7,31 @@ the cgroup measured into a :class:`~codeexec.backends.RunOutcome`.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
 import math
 import os
 import resource
 import select
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 
-from .._model import File, Limits, cpu_count
+from .._errors import SandboxError
+from .._model import Limits, cpu_count
 from ._cgroups import CgroupUsage, Slot
 from ._protocol import RunOutcome, RunRequest
+from ._safefs import collect, write_all
 
 log = logging.getLogger(__name__)
 
 _READ_CHUNK = 1 << 16
 #: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
 _DRAIN_TIMEOUT = 2.0
+#: How long the other side may take to report a run's end once it was asked to kill
+#: it; past that it is broken (SandboxError: the slot or container is replaced).
+EXIT_TIMEOUT = 10.0
 
 
 class Control(Protocol):
@@ -124,10 +128,13 @@ def supervise(
     open_pipes = 2
     ncpu = cpu_count()
 
+    kill_deadline = math.inf
+
     def kill(reason: str) -> None:
-        nonlocal killed_for
+        nonlocal killed_for, kill_deadline
         if killed_for is None:
             killed_for = reason
+            kill_deadline = time.monotonic() + EXIT_TIMEOUT
         if exited is None:
             control.request_kill()
 
@@ -144,6 +151,11 @@ def supervise(
                 next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
             timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
             if killed_for is not None:
+                if now >= kill_deadline:
+                    raise SandboxError(
+                        f"the run of {request.argv[0]} was not reported ended"
+                        f" {EXIT_TIMEOUT:.0f}s after it was killed"
+                    )
                 timeout = 0.05
         else:
             if now >= drain_deadline:
@@ -215,13 +227,24 @@ def outcome(
     )
 
 
-def finish(request: RunRequest, seen: Supervised, cgroup: Slot | None, workdir: str) -> RunOutcome:
+def finish(
+    request: RunRequest, seen: Supervised, cgroup: Slot | None, workdir: Callable[[], int]
+) -> RunOutcome:
     """The outcome of a supervised run: what the cgroup measured over it and the files
-    it asked to collect from ``workdir`` (as the host reaches it)."""
+    it asked to collect from its work dir (``workdir()`` opens it for the host; the
+    program controlled that tree, so it is read through :mod:`._safefs` only)."""
     if "spawn_error" in seen.exited:
         return outcome(request, seen, None, {})
     usage = cgroup.end() if cgroup is not None else None
-    collected = collect(workdir, request.collect) if request.collect else {}
+    collected: dict[str, bytes] = {}
+    if request.collect:
+        fd = workdir()
+        try:
+            collected = collect(fd, request.collect)
+        except OSError as exc:
+            return RunOutcome(error=f"could not collect {', '.join(request.collect)}: {exc}")
+        finally:
+            os.close(fd)
     return outcome(request, seen, usage, collected)
 
 
@@ -253,46 +276,3 @@ def run_rlimits(
         # No cgroup: the per-process address-space cap is all there is.
         out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
     return out
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def write_files(base: str, files: Iterable[File], uid: int | None) -> None:
-    """Create the run's files under ``base`` (its work dir, seen from the host);
-    directories they need belong to ``uid``, so the program may write there."""
-    for file in files:
-        path = os.path.join(base, file.path)
-        parent = os.path.dirname(path)
-        if parent != base:
-            os.makedirs(parent, exist_ok=True)
-            if uid is not None:
-                rel = os.path.relpath(parent, base)
-                sub = base
-                for part in rel.split(os.sep):
-                    sub = os.path.join(sub, part)
-                    os.chown(sub, uid, uid)
-        mode = 0o755 if file.executable else 0o644
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        try:
-            write_all(fd, file.content)
-        finally:
-            os.close(fd)
-
-
-def collect(base: str, patterns: tuple[str, ...]) -> dict[str, bytes]:
-    """Files under ``base`` matching ``patterns`` (relative paths), never through a link."""
-    found: dict[str, bytes] = {}
-    for root, _, files in os.walk(base):
-        for name in files:
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, base)
-            if any(fnmatch.fnmatch(rel, p) for p in patterns) and not os.path.islink(full):
-                # O_NOFOLLOW: a program may have swapped the file for a link.
-                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with os.fdopen(fd, "rb") as f:
-                    found[rel] = f.read()
-    return found

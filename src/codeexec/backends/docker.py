@@ -45,11 +45,11 @@ from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
 from . import _cgroups, _initproto
-from ._forkserver import empty_dir
 from ._images import build_image, connect, host_packages_digest
 from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
-from ._supervise import RunPipes, finish, run_rlimits, supervise, write_files
+from ._safefs import empty_dir, open_dir, write_files
+from ._supervise import RunPipes, finish, run_rlimits, supervise
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +161,10 @@ class _Container:
         """A scratch directory of the container, as the host reaches it."""
         return f"/proc/self/fd/{self.scratch[directory]}"
 
+    def open_workdir(self) -> int:
+        """The container's /work, for host-side file operations (see _safefs)."""
+        return open_dir(self.path(WORKDIR))
+
     def _own_workdir(self) -> None:
         work = self.path(WORKDIR)
         os.chown(work, self.uid, self.uid)
@@ -198,7 +202,11 @@ class _Container:
         assert self.sock is not None and self.cgroup is not None
         limits = request.limits
         try:
-            write_files(self.path(WORKDIR), request.files, self.uid)
+            workdir = self.open_workdir()
+            try:
+                write_files(workdir, request.files, self.uid)
+            finally:
+                os.close(workdir)
         except OSError as exc:
             return RunOutcome(error=f"could not write the work files: {exc}")
         with RunPipes(request.stdin) as pipes:
@@ -220,7 +228,7 @@ class _Container:
             control = _InitControl(self.sock)
             seen = supervise(request, pipes.out_r, pipes.err_r, control, self.cgroup)
         self.runs += 1
-        result = finish(request, seen, self.cgroup, self.path(WORKDIR))
+        result = finish(request, seen, self.cgroup, self.open_workdir)
         self.ipc_left = seen.exited.get("ipc_left", 0)
         if seen.exited.get("init_died"):
             self.ipc_left = -1  # never reused
@@ -350,7 +358,7 @@ class _Pool:
         if not why:
             try:
                 why = container.clean()
-            except OSError as exc:  # it died while being cleaned, say
+            except Exception as exc:  # noqa: BLE001 - whatever the run left, never reuse it
                 why = f"cleaning failed: {exc}"
             if why:
                 log.warning("docker: %s is not clean (%s); discarded", container.name, why)
@@ -582,7 +590,7 @@ class DockerSandbox:
                     log.info("docker: container %s died before its run: %s", container.name, exc)
                     pool.discard(container)
                     continue
-                except (OSError, SandboxError) as exc:
+                except Exception as exc:  # noqa: BLE001 - the run fails, never the pool
                     pool.discard(container)
                     log.warning("docker: run in %s failed: %s", container.name, exc, exc_info=True)
                     return RunOutcome(error=f"sandbox failure: {exc}")

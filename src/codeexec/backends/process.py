@@ -29,6 +29,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Mapping
 
 from .._errors import SandboxError, SandboxUnavailableError
@@ -37,7 +38,8 @@ from .._units import parse_size
 from . import _cgroups
 from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
-from ._supervise import RunPipes, finish, run_rlimits, supervise, write_files
+from ._safefs import open_dir, write_files
+from ._supervise import RunPipes, finish, run_rlimits, supervise
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +61,12 @@ class _Slot:
         self.uid = sandbox._uid_base + index if sandbox._root else None
         self.cgroup = sandbox._cgroups.slot(f"slot-{index}") if sandbox._cgroups else None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.stderr_tail: deque[bytes] = deque()
+        self.stderr_thread: threading.Thread | None = None
         self.sock: socket.socket | None = None
         self.pid = 0
         self.ready = False
         self.run_sent = False
-        self.host_workdir = ""
         self.workdir = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -104,10 +107,10 @@ class _Slot:
             )
         finally:
             server.close()
+        self._drain_stderr()
         self.sock = host
         msg = self._expect("hello")
         self.pid = msg["pid"]
-        self.host_workdir = f"/proc/{self.pid}/root{self.workdir}" if isolated else self.workdir
         self.ready = False
         self.wait_ready()
 
@@ -142,14 +145,34 @@ class _Slot:
             )
         return msg
 
+    def _drain_stderr(self) -> None:
+        """Read the server's stderr (and its jails') as it comes, keeping the last
+        few KiB for an error message: a pipe nobody reads fills up, and then every
+        write to it (a jail start's warning) blocks."""
+        assert self.proc is not None and self.proc.stderr is not None
+        stream = self.proc.stderr
+        tail: deque[bytes] = deque(maxlen=64)
+        self.stderr_tail = tail
+
+        def drain() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                while chunk := stream.read1(4096):
+                    tail.append(chunk)
+
+        self.stderr_thread = threading.Thread(
+            target=drain, name=f"codeexec-slot-{self.index}-stderr", daemon=True
+        )
+        self.stderr_thread.start()
+
     def _stderr(self) -> str:
-        if self.proc is None or self.proc.stderr is None:
+        if self.proc is None:
             return ""
         with contextlib.suppress(Exception):
             self.proc.kill()
-            _, err = self.proc.communicate(timeout=2)
-            return err.decode(errors="replace").strip()[-2000:]
-        return ""
+            self.proc.wait(timeout=2)
+        if self.stderr_thread is not None:
+            self.stderr_thread.join(timeout=2)
+        return b"".join(self.stderr_tail).decode(errors="replace").strip()[-2000:]
 
     def wait_ready(self) -> None:
         if not self.ready:
@@ -169,6 +192,9 @@ class _Slot:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+            if self.stderr_thread is not None:
+                self.stderr_thread.join(timeout=2)
+                self.stderr_thread = None
             if self.proc.stderr:
                 self.proc.stderr.close()
             self.proc = None
@@ -201,8 +227,21 @@ class _Slot:
         assert self.sock is not None
         send(self.sock, {"op": "reset"})
 
+    def open_workdir(self) -> int:
+        """The run's work dir, as the host reaches it (never through a link the
+        program made: see _safefs)."""
+        if self.sandbox._isolated:
+            return open_dir(f"/proc/{self.pid}/root", self.workdir)
+        return open_dir(
+            self.sandbox._plain_root, os.path.relpath(self.workdir, self.sandbox._plain_root)
+        )
+
     def _write_files(self, request: RunRequest) -> None:
-        write_files(self.host_workdir, request.files, self.uid)
+        fd = self.open_workdir()
+        try:
+            write_files(fd, request.files, self.uid)
+        finally:
+            os.close(fd)
 
     def _rlimits(self, request: RunRequest) -> list[tuple[int, int, int]]:
         # The uid is this slot's alone, so RLIMIT_NPROC counts only this run's tasks
@@ -245,7 +284,7 @@ class _Slot:
             except SandboxError:
                 self.stop()
                 raise
-            return finish(request, seen, self.cgroup, self.host_workdir)
+            return finish(request, seen, self.cgroup, self.open_workdir)
 
 
 class _ServerControl:
@@ -442,10 +481,13 @@ class ProcessSandbox:
                 raise SandboxError("the process sandbox is closed")
             try:
                 return slot.run(request)
-            except (OSError, SandboxError) as exc:
+            except Exception as exc:  # noqa: BLE001 - never lose the slot to a run
                 # The slot's server is broken: restart it next time, report this run.
                 slot.stop()
-                if isinstance(exc, OSError) and exc.errno not in (errno.EPIPE, errno.ECONNRESET):
+                if not isinstance(exc, OSError) or exc.errno not in (
+                    errno.EPIPE,
+                    errno.ECONNRESET,
+                ):
                     log.warning(
                         "process sandbox slot %d failed: %s", slot.index, exc, exc_info=True
                     )
