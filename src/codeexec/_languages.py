@@ -242,6 +242,9 @@ def default_languages() -> list[Language]:
                 "-J-XX:+UseSerialGC",
                 "-J-XX:-UsePerfData",
                 "-J-Xshare:auto",
+                # No annotation processors: a submission could ship one in a jar or
+                # META-INF/services and run code inside the compiler.
+                "-proc:none",
                 "-encoding",
                 "UTF-8",
                 "Main.java",

@@ -6,7 +6,9 @@ packages they come from and of those packages' dependencies (``dpkg-query``; the
 packages a tool's package *recommends* too, since that is where Debian puts, say,
 ``libc6-dev`` for gcc and the full standard library for ``python3.X-minimal``), and the
 shared libraries ``ldd`` lists for each tool (which covers tools no package owns, such
-as ``/usr/local/bin/python3``). Documentation, manuals and locales are left out.
+as ``/usr/local/bin/python3``). Documentation, manuals and locales are left out, and so
+is ``/etc`` but for what those files link to (the JDK's ``conf/security/java.security``
+is a symlink to ``/etc/java-17-openjdk/security/java.security``).
 The tar is handed to ``docker import``.
 
 An image is tagged ``codeexec/<languages>:<key>``, the key a hash of what went in
@@ -54,14 +56,15 @@ SKIPPED = (
     "/usr/share/locale/",
     "/usr/share/lintian/",
     "/usr/share/bug/",
-    "/etc/",  # written fresh below: nothing of the host's configuration goes in
+    "/etc/",  # written fresh below: nothing of the host's configuration goes in...
 )
-#: Kept from /etc: the symlinks Debian's alternatives make tools go through.
+#: ...but the symlinks Debian's alternatives make tools go through, and the files that
+#: packaged files link to (a package's own configuration, moved to /etc to be editable).
 ALTERNATIVES = "/etc/alternatives/"
 #: Mount points a container needs in its (read-only) root.
 MOUNT_POINTS = ("proc", "sys", "dev", "tmp", "work", "run", ".codeexec")
 #: Bumped when what goes into an image changes.
-FORMAT = "1"
+FORMAT = "2"
 RUN_USER = ("runner", 65534)
 
 
@@ -226,11 +229,25 @@ def image_contents(
     for tool in tools:
         for library in _ldd(os.path.realpath(tool)):
             files.update(_link_chain(library))
-    kept = sorted(f for f in files if not f.startswith(SKIPPED) or f.startswith(ALTERNATIVES))
+    # Files here may be symlinks into /etc (Debian moves a package's own configuration
+    # there to be editable: the JDK's conf/security/java.security, lib/jvm.cfg, ...):
+    # their targets go in, if anyone may read them (nothing secret of the host does).
+    linked = {
+        target
+        for f in files
+        if os.path.islink(f) and not f.startswith(SKIPPED)
+        for target in _link_chain(f)[1:]
+        if target.startswith("/etc/") and os.path.isfile(target) and os.stat(target).st_mode & 0o004
+    }
+    kept = sorted(
+        f
+        for f in files | linked
+        if not f.startswith(SKIPPED) or f.startswith(ALTERNATIVES) or f in linked
+    )
     versions = tuple(sorted(f"{p}={installed[p][0]}" for p in packages))
     digest = hashlib.sha256(f"{FORMAT}\0{names}\0{versions}\n".encode())
     for path in kept:
-        if path not in packaged:
+        if path not in packaged or path in linked:  # configuration may be edited
             st = os.lstat(path)
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return ImageContents(

@@ -50,12 +50,13 @@ from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import empty_dir, open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
+from ._uids import UidLease, lease_uid
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DockerSandbox"]
 
-#: Container uid of runs: container N of a sandbox runs as uid_base + N.
+#: Containers run as leased uids from here up (see _uids).
 DEFAULT_UID_BASE = 63_000
 INIT_PATH = "/.codeexec-init"
 CONTROL_DIR = "/.codeexec"
@@ -94,9 +95,11 @@ class _InitControl:
 class _Container:
     """One started container: its init's socket, its cgroup, its scratch dirs."""
 
-    def __init__(self, pool: _Pool, uid: int) -> None:
+    def __init__(self, pool: _Pool, lease: UidLease) -> None:
         self.pool = pool
-        self.uid = uid
+        #: Held while the container exists: its uid is no other run's on this host.
+        self.lease = lease
+        self.uid = lease.uid
         self.container: Any = None
         self.sock: socket.socket | None = None
         self.pid = 0
@@ -195,6 +198,8 @@ class _Container:
         if self.control_dir:
             shutil.rmtree(self.control_dir, ignore_errors=True)
             self.control_dir = ""
+        # Only now that nothing can run under it any more.
+        self.lease.release()
 
     # ------------------------------------------------------------------ one run
 
@@ -341,7 +346,12 @@ class _Pool:
             self.discard(container)
 
     def _start(self) -> _Container:
-        container = _Container(self, self.sandbox._take_uid())
+        try:
+            lease = lease_uid(self.sandbox._uid_base)
+        except BaseException:
+            self.discard(None)
+            raise
+        container = _Container(self, lease)
         try:
             container.start()
         except BaseException:
@@ -370,12 +380,14 @@ class _Pool:
             self.idle.append(container)
             self.cond.notify()
 
-    def discard(self, container: _Container) -> None:
-        """Remove a container (in the background: ``docker rm`` takes a while)."""
+    def discard(self, container: _Container | None) -> None:
+        """Remove a container (in the background: ``docker rm`` takes a while), or
+        give up the place of one that was never made (None)."""
         with self.cond:
             self.size -= 1
             self.cond.notify()
-        self.sandbox._dispose(container)
+        if container is not None:
+            self.sandbox._dispose(container)
 
     def maintain(self) -> None:
         """Keep ``pool_size`` containers started; remove idle ones past it after a while."""
@@ -433,8 +445,9 @@ class DockerSandbox:
     :param memory_ceiling: the containers' memory limit (= memory + swap) as Docker
         creates them; each run's own limit replaces it on the container's cgroup for
         that run.
-    :param uid_base: container N runs as uid ``uid_base + N`` (distinct per container,
-        so per-uid process limits never mix two runs).
+    :param uid_base: containers run as uids from ``uid_base`` up, each leased host-wide
+        (see :mod:`._uids`), so per-uid limits and rights never mix two runs, even of
+        two sandboxes or processes.
     :param client: a ``docker.DockerClient`` (default: ``docker.from_env()``).
     """
 
@@ -506,9 +519,6 @@ class DockerSandbox:
         os.chmod(self._control_root, 0o711)
         self._pools: dict[tuple[str, bool], _Pool] = {}
         self._pools_lock = threading.Lock()
-        self._free_uids: list[int] = []
-        self._next_uid = 0
-        self._uid_lock = threading.Lock()
         self._slot_sem = threading.BoundedSemaphore(self.slots)
         self._closed = False
         self._disposals: deque[_Container] = deque()
@@ -665,13 +675,6 @@ class DockerSandbox:
                 self._wake.set()  # warm it up
             return pool
 
-    def _take_uid(self) -> int:
-        with self._uid_lock:
-            if self._free_uids:
-                return self._uid_base + self._free_uids.pop()
-            self._next_uid += 1
-            return self._uid_base + self._next_uid - 1
-
     def _dispose(self, container: _Container) -> None:
         self._disposals.append(container)
         self._wake.set()
@@ -681,8 +684,6 @@ class DockerSandbox:
             while self._disposals:
                 container = self._disposals.popleft()
                 container.destroy()
-                with self._uid_lock:
-                    self._free_uids.append(container.uid - self._uid_base)
             with self._pools_lock:
                 pools = list(self._pools.values())
             for pool in pools:

@@ -40,13 +40,14 @@ from ._forkserver import recv, send
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
+from ._uids import lease_uid
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ProcessSandbox"]
 
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
-#: Uids used for runs: slot N runs as uid_base + N. Pick a range no real user has.
+#: Slots run as leased uids from here up (see _uids). Pick a range no real user has.
 DEFAULT_UID_BASE = 61_000
 #: Longest a slot server may take to start or to wipe a run's scratch.
 _SERVER_TIMEOUT = 60.0
@@ -58,7 +59,9 @@ class _Slot:
     def __init__(self, index: int, sandbox: ProcessSandbox) -> None:
         self.index = index
         self.sandbox = sandbox
-        self.uid = sandbox._uid_base + index if sandbox._root else None
+        #: A uid of this slot's alone on this host, while the sandbox is open.
+        self.lease = lease_uid(sandbox._uid_base) if sandbox._root else None
+        self.uid = self.lease.uid if self.lease else None
         self.cgroup = sandbox._cgroups.slot(f"slot-{index}") if sandbox._cgroups else None
         self.proc: subprocess.Popen[bytes] | None = None
         self.stderr_tail: deque[bytes] = deque()
@@ -335,7 +338,8 @@ class ProcessSandbox:
     """Runs programs as forks of per-slot servers, isolated as far as the host allows.
 
     :param slots: runs at once (default: one per core). More callers wait for a slot.
-    :param uid_base: slot N runs as uid/gid ``uid_base + N`` (root only).
+    :param uid_base: slots run as uids/gids from ``uid_base`` up, each leased host-wide
+        for the sandbox's life (root only; see :mod:`._uids`).
     :param scratch_size: size of each run's tmpfs /tmp (which holds the work dir),
         /var/tmp and /dev/shm; also counted against the run's memory limit.
     :param isolate: force (True) or forbid (False) namespaces; default: when root.
@@ -504,6 +508,8 @@ class ProcessSandbox:
         for _ in self._all:
             slot = self._pool.get()
             slot.stop()
+            if slot.lease is not None:
+                slot.lease.release()
         if self._cgroups is not None:
             self._cgroups.remove()
         if self._plain_root:

@@ -141,10 +141,12 @@ class BlobTier:
 
     def _put_local(self, path: str, data: bytes) -> None:
         directory = os.path.dirname(path)
-        os.makedirs(directory, exist_ok=True)
+        # Owner-only: stored code and tests are other users' work.
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         tmp = f"{path}.tmp-{uuid.uuid4().hex[:12]}"
         try:
-            with open(tmp, "wb") as f:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with open(fd, "wb") as f:
                 f.write(data)
                 if self.fsync:
                     f.flush()

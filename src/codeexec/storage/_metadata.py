@@ -226,6 +226,11 @@ class MetadataStore:
         self._lock_path = (
             f"{database}.codeexec-lock" if self.dialect == "sqlite" and not in_memory else None
         )
+        if self.dialect == "sqlite" and not in_memory and database:
+            # Owner-only from the start (SQLite gives its -wal and -shm files the
+            # database's mode): other users' submissions are not for anyone to read.
+            with contextlib.suppress(OSError):
+                os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
         if migrate:
             self.migrate()
 
