@@ -99,6 +99,13 @@ _MOUNT_OPTION_FLAGS = {
     "strictatime": MS_STRICTATIME,
 }
 SCRATCH_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
+#: What the jail init keeps (see _jailinit.c): enough to start each run as its uid
+#: and to kill what runs leave behind, nothing else.
+INIT_CAPS = (prctl.CAP_SETUID, prctl.CAP_SETGID, prctl.CAP_SETPCAP, prctl.CAP_KILL)
+#: Where a DirectJail builds its root (the first that exists; in a mount namespace
+#: of its own, so nothing outside sees it).
+ROOT_MOUNT_POINTS = ("/run", "/mnt", "/media", "/srv", "/opt", "/home", "/boot")
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217, "riscv64": 41}
 HIDDEN_MOUNTS = ("/run", "/var/run")
 SCRATCH_INODES = 16384
 #: Largest control message (argv and environment of one run).
@@ -194,13 +201,21 @@ class Server:
         self.jail: dict | None = config.get("jail")
         #: The persistent jail that runs are started in, while it is up.
         self.jailed: PersistentJail | None = None
+        #: The jail init (_jailinit.c) that starts every run, when there is one:
+        #: {"binary": path, "seccomp": the BPF filter, hex, "mounts": the minimal
+        #: root's (process mode)}.
+        self.init: dict | None = config.get("init")
+        self.init_binary: int | None = None
+        if self.init is not None:
+            self.init_binary = os.open(self.init["binary"], os.O_RDONLY | os.O_CLOEXEC)
         #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
-        #: handing them to a pre-forked spare (everywhere else).
+        #: handing them to a pre-forked spare (everywhere else without an init).
         self.spawner = (
             bool(config.get("spawner"))
             and self.isolated
             and self.uid is not None
             and self.jail is None
+            and self.init is None
         )
         #: Runs start by posix_spawn (spawner or nsjail mode), not from a spare.
         self.spawns = self.spawner or self.jail is not None
@@ -210,9 +225,6 @@ class Server:
             # Held open and executed through /proc/self/fd: the binary may live under
             # a directory our scratch mounts hide (a checkout in /tmp, say).
             self.jail_binary = os.open(self.jail["argv"][0], os.O_RDONLY | os.O_CLOEXEC)
-            self.init_binary: int | None = None
-            if self.jail.get("init"):
-                self.init_binary = os.open(self.jail["init_binary"], os.O_RDONLY | os.O_CLOEXEC)
 
     # ----------------------------------------------------------------- scratch
 
@@ -231,6 +243,8 @@ class Server:
 
     def remount_scratch(self, target: str) -> None:
         """A fresh tmpfs on ``target`` (the old one, if any, detached)."""
+        if self.jailed is not None:
+            self.kill_all()  # its mount namespace would keep the old one
         if target in self.mounted:
             _check(_libc.umount2(target.encode(), ctypes.c_int(MNT_DETACH)), f"umount {target}")
             self.mounted.discard(target)
@@ -271,7 +285,9 @@ class Server:
         # and no_new_privs (setuid binaries and file capabilities are inert).
         # (nsjail must start as root with its capabilities; it drops them for the jail.)
         if os.geteuid() == 0 and self.jail is None:
-            prctl.capbset.limit()
+            # The init keeps what it needs to start runs as their uid and to kill
+            # what they leave; each run's process drops even those.
+            prctl.capbset.limit(*INIT_CAPS if self.init is not None else ())
         prctl.set_no_new_privs(True)
         # The run's rlimits may only be lowered, never raised above ours.
         self.hard_limits = {res: resource.getrlimit(res)[1] for res in _RLIMITS}
@@ -288,11 +304,11 @@ class Server:
         if self.isolated:
             self.mount_scratch()
         self.reset()
-        if self.jail is not None and self.init_binary is not None:
+        if self.init_binary is not None:
             # Up before the first run (with no extra mounts, what most runs need);
             # if it cannot start, the first run says why.
             with contextlib.suppress(OSError):
-                self.jailed = self.start_jail(())
+                self.jailed = self.start_jail((), False)
         send(self.sock, {"op": "ready"})
         while True:
             msg, fds = recv(self.sock)
@@ -434,7 +450,9 @@ class Server:
     def run(self, msg: dict, fds: list[int]) -> None:
         # A run that needs the host's network cannot use the persistent jail (it is
         # in the slot's network namespace): it gets an nsjail of its own.
-        if self.jail is not None and self.init_binary is not None and not msg.get("network"):
+        # nsjail mode: a run that needs the host's network gets an nsjail of its own
+        # (the persistent jail is in the slot's network namespace).
+        if self.init_binary is not None and (self.jail is None or not msg.get("network")):
             self.run_in_jail(msg, fds)
             return
         if self.spawns:
@@ -481,20 +499,23 @@ class Server:
         """Hand the run to the persistent jail's init (started, or restarted with
         other mounts, first), serving kills meanwhile, and report what it reports."""
         mounts = tuple(msg.get("mounts", ()))
+        network = bool(msg.get("network"))
         try:
             if self.jailed is not None and (
-                self.jailed.mounts != mounts or not self.jailed.alive()
+                self.jailed.mounts != mounts
+                or self.jailed.network != network
+                or not self.jailed.alive()
             ):
                 self.kill_all()  # the jail, and everything in it
             if self.jailed is None:
-                self.jailed = self.start_jail(mounts)
+                self.jailed = self.start_jail(mounts, network)
             try:
                 # The init lowers them to its own ceilings, which are ours.
                 self.jailed.send_run(msg, msg["rlimits"], fds)
             except (BrokenPipeError, ConnectionResetError):
                 # The jail died just now, before the run reached it: a new one.
                 self.kill_all()
-                self.jailed = self.start_jail(mounts)
+                self.jailed = self.start_jail(mounts, network)
                 self.jailed.send_run(msg, msg["rlimits"], fds)
         except OSError as exc:
             self.spawn_failed(f"the jail failed: {exc}")
@@ -516,23 +537,32 @@ class Server:
                 else:
                     reply = initproto.receive(jail.sock) or initproto.died(jail.elapsed())
                     break
-        if reply.get("init_died"):
+        if reply.get("init_died") or reply.pop("tainted", False):
             # Only the OOM killer (the jail shares the run's memory limit and OOM
             # score) can kill the init from inside; the host reads the cgroup's OOM
-            # counter to tell. The next run gets a new jail.
+            # counter to tell. An init that found itself changed exits (tainted).
+            # Either way the next run gets a new jail.
             self.kill_all()
         reply.pop("ipc_left", None)  # we remove the slot's IPC objects ourselves
         send(self.sock, reply)
 
-    def start_jail(self, mounts: tuple[str, ...]) -> PersistentJail:
-        """Start nsjail once, with our init as the jail's pid 1, and wait for it."""
-        assert self.jail is not None and self.init_binary is not None
-        argv = [f"/proc/self/fd/{self.jail_binary}", *self.jail["init"][1:]]
-        for mount in mounts:
-            argv += ["--bindmount_ro", mount]
-        # nsjail opens the init by this path before it builds the jail (--execute_fd).
-        argv += ["--", f"/proc/self/fd/{PersistentJail.INIT_FD}"]
-        return PersistentJail.start(argv, self.init_binary, mounts)
+    def start_jail(self, mounts: tuple[str, ...], network: bool) -> PersistentJail:
+        """Start the jail (by nsjail, or by ourselves in process mode) with our init
+        as its pid 1, hand the init its setup, and wait for it."""
+        assert self.init is not None and self.init_binary is not None
+        launch: list[str] | DirectJail
+        if self.jail is not None:
+            launch = [f"/proc/self/fd/{self.jail_binary}", *self.jail["init"][1:]]
+            for mount in mounts:
+                launch += ["--bindmount_ro", mount]
+            # nsjail opens the init by this path before it builds the jail.
+            launch += ["--", f"/proc/self/fd/{PersistentJail.INIT_FD}"]
+        else:
+            base = tuple(self.init.get("mounts", ()))
+            host_net = self.host_net if network else None
+            launch = DirectJail(base + mounts, self.init.get("devices", ()), host_net)
+        setup = initproto.encode_setup(self.uid, self.gid, bytes.fromhex(self.init["seccomp"]))
+        return PersistentJail.start(launch, self.init_binary, mounts, network, setup)
 
     def wait(self, pid: int, started: float) -> None:
         """Wait for the run's main process (serving kills meanwhile), then end the run."""
@@ -662,6 +692,76 @@ class Server:
         os._exit(127)
 
 
+class DirectJail:
+    """The process sandbox's jail, built by the slot server itself (no nsjail): a
+    pid namespace whose pid 1 is the jail init, in a mount namespace whose root holds
+    only ``mounts`` (read-only), ``devices``, the slot's scratch mounts and a proc of
+    its own. In the host's network namespace when ``host_net`` (an fd) is given."""
+
+    def __init__(
+        self, mounts: tuple[str, ...], devices: tuple[str, ...], host_net: int | None
+    ) -> None:
+        self.mounts = mounts
+        self.devices = devices
+        self.host_net = host_net
+
+    def enter(self, init_fd: int) -> None:
+        """In a forked child of the server: become the jail, exec the init. Never
+        returns (raises on failure, for the caller to report)."""
+        prctl.set_pdeathsig(signal.SIGKILL)
+        if self.host_net is not None:
+            setns(self.host_net, CLONE_NEWNET)
+        unshare(CLONE_NEWPID | CLONE_NEWNS)
+        pid = os.fork()
+        if pid:
+            # Stays outside, holding nothing but the jail's pid 1 as its child.
+            os.closerange(3, 1 << 20)
+            _, status = os.waitpid(pid, 0)
+            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+        prctl.set_pdeathsig(signal.SIGKILL)
+        self.build_root()
+        os.closerange(PersistentJail.INIT_FD + 1, 1 << 20)
+        os.execve(init_fd, ["codeexec-init"], {})
+
+    def build_root(self) -> None:
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        new = next((p for p in ROOT_MOUNT_POINTS if os.path.isdir(p)), None)
+        if new is None:
+            raise OSError(errno.ENOENT, f"no mount point for the jail's root: {ROOT_MOUNT_POINTS}")
+        mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
+        read_only = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV
+        for source in self.mounts:
+            if os.path.isdir(source):
+                os.makedirs(new + source, exist_ok=True)
+                mount(source, new + source, None, MS_BIND | MS_REC)
+                mount(None, new + source, None, read_only)
+        for device in self.devices:
+            if os.path.exists(device):
+                os.makedirs(os.path.dirname(new + device), exist_ok=True)
+                os.close(os.open(new + device, os.O_CREAT | os.O_WRONLY, 0o666))
+                mount(device, new + device, None, MS_BIND)
+                mount(None, new + device, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NOEXEC)
+        for scratch in SCRATCH_MOUNTS:
+            if os.path.isdir(scratch):
+                os.makedirs(new + scratch, exist_ok=True)
+                mount(scratch, new + scratch, None, MS_BIND | MS_REC)
+        os.makedirs(new + "/proc", exist_ok=True)
+        os.chdir(new)
+        number = _SYS_PIVOT_ROOT.get(os.uname().machine)
+        if number is None:
+            raise OSError(errno.ENOSYS, f"pivot_root on {os.uname().machine}")
+        # pivot_root(".", "."): the old root ends up on top of the new one, and goes.
+        _check(_libc.syscall(number, b".", b"."), "pivot_root")
+        _check(_libc.umount2(b".", ctypes.c_int(MNT_DETACH)), "umount of the old root")
+        os.chdir("/")
+        # Our own pid namespace's proc; hidepid keeps the init (root) out of sight.
+        try:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=invisible")
+        except OSError:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+        mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
 class PersistentJail:
     """One nsjail jail kept up across runs, its init (_jailinit.c) starting each run.
 
@@ -677,17 +777,28 @@ class PersistentJail:
     #: Longest the jail may take to come up.
     START_TIMEOUT = 10.0
 
-    def __init__(self, pid: int, sock: socket.socket, mounts: tuple[str, ...]) -> None:
+    def __init__(
+        self, pid: int, sock: socket.socket, mounts: tuple[str, ...], network: bool
+    ) -> None:
         self.pid = pid
         self.sock = sock
         self.mounts = mounts
+        self.network = network
         self.started = time.monotonic()
         #: The init's pidfd: nsjail holds the init's end of the socket too, so the
         #: socket reaches EOF only once nsjail noticed; the pidfd knows at once.
         self.init_pidfd: int | None = None
 
     @classmethod
-    def start(cls, argv: list[str], init_binary: int, mounts: tuple[str, ...]) -> PersistentJail:
+    def start(
+        cls,
+        launch: list[str] | DirectJail,
+        init_binary: int,
+        mounts: tuple[str, ...],
+        network: bool,
+        setup: bytes,
+    ) -> PersistentJail:
+        """Start a jail: ``launch`` is nsjail's argv, or a :class:`DirectJail`."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         # Above any fd the child's dup2s below could overwrite.
         high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 64) for fd in (theirs.fileno(), init_binary)]
@@ -705,23 +816,31 @@ class PersistentJail:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # not ours
                 os.dup2(high[0], cls.CONTROL_FD)
                 os.dup2(high[1], cls.INIT_FD)
-                os.execve(argv[0], argv, {})
+                if isinstance(launch, DirectJail):
+                    launch.enter(cls.INIT_FD)  # never returns
+                else:
+                    os.execve(launch[0], launch, {})
+            except BaseException as exc:  # noqa: BLE001 - tell, then die
+                with contextlib.suppress(Exception):
+                    print(f"codeexec: jail start failed: {exc!r}", file=sys.stderr, flush=True)
             finally:
                 os._exit(127)
         for fd in high:
             os.close(fd)
         theirs.close()
-        jail = cls(pid, ours, mounts)
+        jail = cls(pid, ours, mounts, network)
+        with contextlib.suppress(OSError):  # it died at once: said below
+            ours.send(setup)
         ready, _, _ = select.select([ours], [], [], cls.START_TIMEOUT)
         reply = initproto.receive(ours) if ready else None
         if reply != {"op": "ready"}:
             jail.close()
-            raise OSError(errno.EIO, "nsjail did not start its init (see the slot's stderr)")
+            raise OSError(errno.EIO, "the jail did not start its init (see the slot's stderr)")
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             children = f.read().split()
         if len(children) != 1:
             jail.close()
-            raise OSError(errno.EIO, f"nsjail has children {children}, expected its init")
+            raise OSError(errno.EIO, f"the jail has children {children}, expected its init")
         jail.init_pidfd = os.pidfd_open(int(children[0]))
         return jail
 

@@ -40,6 +40,21 @@ def encode_run(
     return data
 
 
+def encode_setup(uid: int | None, gid: int | None, seccomp_filter: bytes) -> bytes:
+    """The "setup" message, the init's first: the uid and gid its programs run as
+    (None: they keep the init's own) and the seccomp BPF program they get."""
+    uid_text = "-1" if uid is None else str(uid)
+    gid_text = "-1" if gid is None else str(gid)
+    return "\0".join(["setup", uid_text, gid_text, seccomp_filter.hex()]).encode()
+
+
+def send_setup(
+    sock: socket.socket, uid: int | None, gid: int | None, seccomp_filter: bytes
+) -> None:
+    """Send the init its setup (then wait for its ``{"op": "ready"}``)."""
+    sock.send(encode_setup(uid, gid, seccomp_filter))
+
+
 def send_run(sock: socket.socket, msg: dict, rlimits: list, fds: list[int]) -> None:
     """Send one run (``msg`` has cwd, argv and env, as the slot protocol's)."""
     socket.send_fds(sock, [encode_run(msg["cwd"], rlimits, msg["argv"], msg["env"])], fds)
@@ -49,7 +64,8 @@ def receive(sock: socket.socket) -> dict | None:
     """The init's next message as the slot protocol's dict; None if the init is gone.
 
     ``{"op": "ready"}``, ``{"op": "exited", status, wall_time, utime, stime, maxrss,
-    ipc_left}``, or ``{"op": "exited", "spawn_error": ...}``.
+    ipc_left, tainted}``, or ``{"op": "exited", "spawn_error": ...}``. ``tainted``: the
+    init found its own limits or scheduling changed and exited; replace the jail.
     """
     try:
         data = sock.recv(MAX_MSG)
@@ -58,8 +74,8 @@ def receive(sock: socket.socket) -> dict | None:
     if not data:
         return None
     fields = data.decode(errors="replace").split("\0")
-    if fields[0] == "exited" and len(fields) >= 7:
-        status, utime, stime, maxrss, wall, left = (int(x) for x in fields[1:7])
+    if fields[0] == "exited" and len(fields) >= 8:
+        status, utime, stime, maxrss, wall, left, tainted = (int(x) for x in fields[1:8])
         return {
             "op": "exited",
             "status": status,
@@ -68,6 +84,7 @@ def receive(sock: socket.socket) -> dict | None:
             "stime": stime / 1e6,
             "maxrss": maxrss * 1024,
             "ipc_left": left,
+            "tainted": bool(tainted),
         }
     if fields[0] == "error":
         return {"op": "exited", "spawn_error": fields[1] if len(fields) > 1 else "unknown"}

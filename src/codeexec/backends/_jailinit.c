@@ -10,16 +10,24 @@
  * them and removes the SysV IPC objects of its namespace, so the next run starts in an
  * empty jail.
  *
- * Why it is safe to share a uid with the programs: as the pid namespace's init it
- * receives no signal from inside the namespace that it has no handler for (it has
- * none), it is not dumpable (its /proc files are root's, no ptrace or /proc/1/mem),
- * and the seccomp policy nsjail installed applies to it too.
+ * The init never shares its identity with the programs. It runs as uid 0 holding only
+ * CAP_SETUID, CAP_SETGID, CAP_SETPCAP and CAP_KILL; each program's process empties its
+ * capability bounding set, becomes the run's uid and gid (which clears every other
+ * capability), sets no_new_privs and installs the run's seccomp filter before execve.
+ * So no program can signal, ptrace, prlimit, renice or re-pin the init (all need the
+ * same uid or a capability), and as the pid namespace's init it receives no signal
+ * from inside that it has no handler for (it has none). It is not dumpable either.
+ * After each run it checks that its own rlimits, nice value, scheduling policy and
+ * CPU affinity are as they were at start; if not, it says so and exits, and the host
+ * replaces the jail.
  *
  * Messages (fields separated by NUL bytes, numbers in decimal):
+ *   server -> init  setup UID GID FILTER (first; FILTER: the seccomp BPF program, hex;
+ *                                         UID -1: programs keep the init's identity)
  *   server -> init  run CWD NLIMITS {RESOURCE SOFT HARD}* ARGC ARGV* ENVC ENV*   + 3 fds
  *   server -> init  kill                 (kill the run's processes now)
- *   init -> server  ready                (once, at start)
- *   init -> server  exited STATUS UTIME_US STIME_US MAXRSS_KIB WALL_NS IPC_LEFT
+ *   init -> server  ready                (after setup)
+ *   init -> server  exited STATUS UTIME_US STIME_US MAXRSS_KIB WALL_NS IPC_LEFT TAINTED
  *   init -> server  error MESSAGE        (the program could not be started)
  * The init exits when the server closes the socket; the jail dies with it. With
  * "--connect PATH" it connects to that unix socket for its control socket instead of
@@ -34,6 +42,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <grp.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/prctl.h>
@@ -47,14 +59,52 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 
 #define CONTROL 3
 #define MAX_MSG (1 << 16)
 #define MAX_ITEMS 4096
+#define MAX_FILTER 4096
+#define NLIMITS 16
 
 static char buf[MAX_MSG + 1];
 static char *argv_[MAX_ITEMS + 1];
 static char *envp_[MAX_ITEMS + 1];
+
+/* From "setup": who the programs run as, and the seccomp filter they get. */
+static long long run_uid = -1, run_gid = -1;
+static struct sock_filter filter[MAX_FILTER];
+static unsigned short filter_len;
+
+/* What the init was at start: a run must not be able to change any of it. */
+static struct {
+    struct rlimit limits[NLIMITS];
+    int nice, policy;
+    cpu_set_t cpus;
+} pristine;
+
+static void snapshot(void *out) {
+    typeof(pristine) *state = out;
+    memset(state, 0, sizeof *state);
+    for (int r = 0; r < NLIMITS && r < RLIM_NLIMITS; r++) getrlimit(r, &state->limits[r]);
+    errno = 0;
+    state->nice = getpriority(PRIO_PROCESS, 0);
+    state->policy = sched_getscheduler(0);
+    sched_getaffinity(0, sizeof state->cpus, &state->cpus);
+}
+
+static int tainted(void) {
+    typeof(pristine) now;
+    snapshot(&now);
+    return memcmp(&now, &pristine, sizeof now) != 0;
+}
 
 static void reply(const char *text, size_t len) {
     while (send(CONTROL, text, len, MSG_NOSIGNAL) < 0 && errno == EINTR) {
@@ -67,6 +117,9 @@ static void reply_error(const char *what, int err) {
     reply(out, (size_t)n);
 }
 
+static char *field(char **cursor, char *end);
+static int number(char **cursor, char *end, long long *out);
+
 /* Kill every process of the jail but us, and reap them all. */
 static void kill_and_reap(void) {
     kill(-1, SIGKILL);
@@ -77,11 +130,14 @@ static void kill_and_reap(void) {
     }
 }
 
-/* Remove the SysV shared memory, semaphores and message queues of our IPC namespace
- * (the run's uid owns them, so we may); returns how many could not be removed. */
+/* Remove the SysV shared memory, semaphores and message queues of our IPC namespace;
+ * returns how many could not be removed. Their creator, the run's uid, may remove
+ * them: we take its uid as our effective one meanwhile (every process of the run is
+ * gone by now), keeping uid 0 as the saved one to come back to. */
 static int remove_sysv_ipc(void) {
     static const char *files[3] = {"/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"};
     int left = 0;
+    int switched = run_uid >= 0 && setresuid(-1, (uid_t)run_uid, -1) == 0;
     for (int kind = 0; kind < 3; kind++) {
         FILE *f = fopen(files[kind], "re");
         if (f == NULL) continue;
@@ -101,7 +157,67 @@ static int remove_sysv_ipc(void) {
         }
         fclose(f);
     }
+    if (switched) {
+        if (setresuid(-1, 0, -1) < 0) _exit(3); /* cannot be: the saved uid is 0 */
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);     /* a uid change may have reset it */
+    }
     return left;
+}
+
+static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+/* "setup UID GID FILTER": 0 if well formed. */
+static int setup(char *cursor, char *end) {
+    long long uid, gid;
+    char *text;
+    if (number(&cursor, end, &uid) || number(&cursor, end, &gid) ||
+        (text = field(&cursor, end)) == NULL)
+        return -1;
+    size_t len = strlen(text);
+    if (len % (2 * sizeof(struct sock_filter)) || len / 2 / sizeof(struct sock_filter) > MAX_FILTER)
+        return -1;
+    unsigned char *out = (unsigned char *)filter;
+    for (size_t i = 0; i < len; i += 2) {
+        int hi = hex(text[i]), lo = hex(text[i + 1]);
+        if (hi < 0 || lo < 0) return -1;
+        out[i / 2] = (unsigned char)(hi << 4 | lo);
+    }
+    filter_len = (unsigned short)(len / 2 / sizeof(struct sock_filter));
+    run_uid = uid;
+    run_gid = gid;
+    return 0;
+}
+
+/* In a run's process, before execve: the run's identity, no capability left, no
+ * way to gain one, and the run's seccomp filter (last: it may forbid what precedes). */
+static const char *become_run(void) {
+    if (run_uid >= 0) {
+        /* CAP_SETPCAP is needed for this, and gone after the uid change. */
+        for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) return "capbset";
+        if (setgroups(0, NULL) < 0) return "setgroups";
+        if (setresgid((gid_t)run_gid, (gid_t)run_gid, (gid_t)run_gid) < 0) return "setresgid";
+        /* From uid 0 to another: the kernel clears permitted, effective and ambient. */
+        if (setresuid((uid_t)run_uid, (uid_t)run_uid, (uid_t)run_uid) < 0) return "setresuid";
+        struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+        struct __user_cap_data_struct data[2];
+        memset(data, 0, sizeof data); /* ...and this the inheritable set too */
+        if (syscall(SYS_capset, &header, data) < 0) return "capset";
+    }
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return "no_new_privs";
+    /* Exactly fds 0, 1 and 2 reach the program (the error pipe closes at exec). */
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 3; fd < 65536; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (filter_len) {
+        struct sock_fprog prog = {filter_len, filter};
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0) return "seccomp";
+    }
+    return NULL;
 }
 
 /* The next NUL-terminated field of the message, or NULL past its end. */
@@ -196,7 +312,15 @@ static void run(char *cursor, char *end, int fds[3]) {
         }
         step = "setsid";
         if (setsid() < 0) goto fail;
-        step = "chdir";
+        /* Scheduling as a fresh process's, whatever an earlier program did. */
+        step = "sched";
+        struct sched_param param = {0};
+        if (sched_setscheduler(0, SCHED_OTHER, &param) < 0) goto fail;
+        if (setpriority(PRIO_PROCESS, 0, pristine.nice) < 0) goto fail;
+        if (sched_setaffinity(0, sizeof pristine.cpus, &pristine.cpus) < 0) goto fail;
+        syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, 0 /* class none: default */);
+        if ((step = become_run()) != NULL) goto fail;
+        step = "chdir"; /* as the run's uid: its work dir may be its alone */
         if (chdir(cwd) < 0) goto fail;
         step = "execve";
         execve(argv_[0], argv_, envp_);
@@ -254,12 +378,14 @@ static void run(char *cursor, char *end, int fds[3]) {
     /* The run ends with its main process: whatever it left behind goes now. */
     kill_and_reap();
     int left = remove_sysv_ipc();
+    int dirty = tainted();
     char out[256];
-    int len = snprintf(out, sizeof out, "exited%c%d%c%lld%c%lld%c%ld%c%lld%c%d", 0, status, 0,
+    int len = snprintf(out, sizeof out, "exited%c%d%c%lld%c%lld%c%ld%c%lld%c%d%c%d", 0, status, 0,
                        (long long)usage.ru_utime.tv_sec * 1000000 + usage.ru_utime.tv_usec, 0,
                        (long long)usage.ru_stime.tv_sec * 1000000 + usage.ru_stime.tv_usec, 0,
-                       usage.ru_maxrss, 0, (long long)wall, 0, left);
+                       usage.ru_maxrss, 0, (long long)wall, 0, left, 0, dirty);
     reply(out, (size_t)len);
+    if (dirty) _exit(3); /* never start another run in a changed init */
 }
 
 /* "--connect PATH": the control socket is a unix socket to connect to (a container's
@@ -290,6 +416,25 @@ int main(int argc, char **argv) {
         perror("codeexec jail init: control socket");
         return 2;
     }
+    /* Whatever the launcher left open (nsjail's --execute_fd, say) reaches no run. */
+    if (syscall(SYS_close_range, CONTROL + 1, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = CONTROL + 1; fd < 1024; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    /* The first message says who the programs run as and what they may call. */
+    for (;;) {
+        ssize_t got = recv(CONTROL, buf, MAX_MSG, 0);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return 0;
+        buf[got] = 0;
+        char *cursor = buf, *end = buf + got;
+        char *op = field(&cursor, end);
+        if (op == NULL || strcmp(op, "setup") != 0 || setup(cursor, end) < 0) {
+            fprintf(stderr, "codeexec jail init: expected a well-formed setup message\n");
+            return 2;
+        }
+        break;
+    }
+    snapshot(&pristine);
     reply("ready", 5);
     for (;;) {
         union {

@@ -44,7 +44,7 @@ from typing import Any
 from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
-from . import _cgroups, _initproto
+from . import _cgroups, _initproto, _seccomp
 from ._images import build_image, connect, host_packages_digest
 from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
@@ -130,6 +130,8 @@ class _Container:
             listener.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # nothing else may connect as the init
+        # Runs become the container's uid and get the seccomp filter (see _jailinit.c).
+        _initproto.send_setup(self.sock, self.uid, self.uid, sb._seccomp)
         ready, _, _ = select.select([self.sock], [], [], sb.start_timeout)
         if not ready or _initproto.receive(self.sock) != {"op": "ready"}:
             raise SandboxError(f"the init of container {self.name} did not start")
@@ -235,7 +237,7 @@ class _Container:
         self.runs += 1
         result = finish(request, seen, self.cgroup, self.open_workdir)
         self.ipc_left = seen.exited.get("ipc_left", 0)
-        if seen.exited.get("init_died"):
+        if seen.exited.get("init_died") or seen.exited.get("tainted"):
             self.ipc_left = -1  # never reused
         return result
 
@@ -243,7 +245,7 @@ class _Container:
         """Empty the scratch and check the container is as it started: "" if it is,
         else why not (then it must be discarded)."""
         if self.ipc_left:
-            return "the init died or left SysV IPC objects"
+            return "the init died, was changed, or left SysV IPC objects"
         if not self.alive():
             return "the init is gone"
         for directory in SCRATCH:
@@ -283,10 +285,14 @@ class _Pool:
             "image": self.image,
             "entrypoint": [INIT_PATH],
             "command": ["--connect", f"{CONTROL_DIR}/ctl.sock"],
-            "user": f"{container.uid}:{container.uid}",
+            # The init is not the runs' uid, so no run can reconfigure it: uid 0 with
+            # only what it needs to start runs as the container's uid (which drops
+            # every capability) and to kill what they leave.
+            "user": "0:0",
             "detach": True,
             "read_only": True,
             "cap_drop": ["ALL"],
+            "cap_add": ["SETUID", "SETGID", "SETPCAP", "KILL"],
             "security_opt": ["no-new-privileges"],
             "mem_limit": ceiling,
             "memswap_limit": ceiling,
@@ -501,8 +507,13 @@ class DockerSandbox:
             self._init = build_init()
         except (OSError, SandboxUnavailableError) as exc:
             raise SandboxUnavailableError("docker", f"the containers' init: {exc}") from exc
+        try:
+            #: The one seccomp policy (see _seccomp), on top of the daemon's profile.
+            self._seccomp = _seccomp.bpf()
+        except OSError as exc:
+            raise SandboxUnavailableError("docker", f"the runs' seccomp filter: {exc}") from exc
         with open(self._init, "rb") as f:
-            self._init_digest = hashlib.sha256(f.read()).hexdigest()[:12]
+            self._init_digest = hashlib.sha256(f.read() + self._seccomp).hexdigest()[:12]
         self._image = image
         self._images = dict(images or {})
         # Named images must be here already: nothing is pulled.

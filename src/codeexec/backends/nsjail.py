@@ -42,42 +42,21 @@ import subprocess
 from collections.abc import Mapping
 
 from .._errors import SandboxUnavailableError
-from ._jailinit import build_init
+from . import _seccomp
 from ._protocol import Capability, RunRequest
-from .process import DEFAULT_UID_BASE, ProcessSandbox
+from .process import BASE_MOUNTS, DEFAULT_UID_BASE, DEVICES, ProcessSandbox
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_POLICY", "NsjailSandbox", "find_nsjail"]
 
-#: System calls that kill the program (kafel syntax, nsjail's --seccomp_string).
-DEFAULT_POLICY = """
-POLICY codeexec {
-  KILL {
-    ptrace, process_vm_readv, process_vm_writev, kcmp,
-    mount, umount, pivot_root, chroot, move_mount, open_tree,
-    fsopen, fsmount, fsconfig, fspick,
-    bpf, perf_event_open, userfaultfd,
-    keyctl, add_key, request_key,
-    kexec_load, kexec_file_load, reboot, init_module, finit_module, delete_module,
-    unshare, setns,
-    open_by_handle_at, name_to_handle_at, lookup_dcookie, fanotify_init,
-    iopl, ioperm, swapon, swapoff, acct, syslog, quotactl, vhangup,
-    settimeofday, clock_settime, adjtimex, clock_adjtime,
-    clone { (clone_flags & 0x10000000) != 0 }
-  },
-  ERRNO(38) { clone3 }
-}
-USE codeexec DEFAULT ALLOW
-"""
-# clone3 gets ENOSYS, not a kill: its flags are in memory a filter cannot read, and
-# glibc falls back to clone, whose flags it can (0x10000000 is CLONE_NEWUSER).
+#: System calls that kill the program (kafel syntax, nsjail's --seccomp_string): the
+#: kill part of the one policy of every sandbox (see _seccomp). Runs started by the
+#: persistent jail's init also get the whole policy as a filter of their own.
+DEFAULT_POLICY = _seccomp.kafel()
 
 #: nsjail's rlimit options (--rlimit_NAME), each given a value in every jail.
 RLIMIT_OPTIONS = ("as", "core", "cpu", "fsize", "nofile", "nproc", "stack")
-#: Mounted read-only in every jail, where they exist on the host.
-BASE_MOUNTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
-DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 
 
 def find_nsjail(path: str | None = None) -> str:
@@ -147,15 +126,14 @@ class NsjailSandbox(ProcessSandbox):
         with open(self.nsjail, "rb") as f:
             self._binary_digest = hashlib.sha256(f.read()).hexdigest()[:12]
         self.seccomp_policy = seccomp_policy
-        self._init = ""
-        if persistent or persistent is None:
-            try:
-                self._init = build_init()
-            except (SandboxUnavailableError, OSError, subprocess.SubprocessError) as exc:
-                if persistent:
-                    raise SandboxUnavailableError("nsjail", f"persistent jails: {exc}") from exc
-                log.warning("nsjail: one nsjail per run (slower): %s", exc)
-        super().__init__(slots=slots, uid_base=uid_base, scratch_size=scratch_size, isolate=True)
+        super().__init__(
+            slots=slots,
+            uid_base=uid_base,
+            scratch_size=scratch_size,
+            isolate=True,
+            init=persistent,
+        )
+        # nsjail's own filter, even where runs start without the init.
         self._missing.pop(Capability.SECCOMP, None)
 
     def jail_config(self, uid: int | None) -> dict | None:
@@ -166,7 +144,6 @@ class NsjailSandbox(ProcessSandbox):
             # namespace (its file system) and, when persistent, a pid namespace.
             "--disable_clone_newnet", "--disable_clone_newuts", "--disable_clone_newipc",
             "--disable_clone_newcgroup", "--disable_clone_newuser",
-            "--user", str(uid), "--group", str(uid),
             "--time_limit", "0",
             "--nice_level", "0",
             "--seccomp_string", self.seccomp_policy,
@@ -187,12 +164,13 @@ class NsjailSandbox(ProcessSandbox):
             "--disable_proc",  # the slot's own proc is bound (it hides the server)
             "--bindmount_ro", "/proc",
             "--cwd", "/tmp/work",
+            "--user", str(uid), "--group", str(uid),
             *common,
         ]  # fmt: skip
         # The run's rlimits are added per run; any it has none for stay as they are.
         for name in RLIMIT_OPTIONS:
             per_run += [f"--rlimit_{name}", "soft"]
-        config: dict = {"argv": per_run, "init": None, "init_binary": self._init}
+        config: dict = {"argv": per_run, "init": None}
         if self._init:
             init = [
                 self.nsjail,
@@ -202,6 +180,12 @@ class NsjailSandbox(ProcessSandbox):
                 "--pass_fd", "3",  # the control socket
                 "--execute_fd",  # the init is executed from outside the jail
                 *common,
+                # The init is not the runs' uid (so no run can reconfigure it): uid 0
+                # with only what it needs; each run's process becomes the slot's uid
+                # and drops every capability (see _jailinit.c).
+                "--user", "0", "--group", "0",
+                "--cap", "CAP_SETUID", "--cap", "CAP_SETGID",
+                "--cap", "CAP_SETPCAP", "--cap", "CAP_KILL",
             ]  # fmt: skip
             # The init holds our ceilings; it lowers them to each run's in the child.
             for name in RLIMIT_OPTIONS:
@@ -210,16 +194,9 @@ class NsjailSandbox(ProcessSandbox):
         return config
 
     def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
-        """Toolchain directories outside the base mounts (a ``bin`` brings its parent,
-        where its libraries live)."""
-        extra = set()
-        for directory in request.toolchain:
-            real = os.path.realpath(directory)
-            if os.path.basename(real) == "bin":
-                real = os.path.dirname(real)
-            if not any(real == m or real.startswith(m + "/") for m in BASE_MOUNTS):
-                extra.add(real)
-        return tuple(sorted(extra))
+        """Toolchain directories outside the base mounts (every run is jailed, with
+        or without the persistent init)."""
+        return self._toolchain_mounts(request)
 
     @property
     def version(self) -> str:
@@ -228,11 +205,6 @@ class NsjailSandbox(ProcessSandbox):
             f"nsjail/2 {mode} {self._binary_digest} seccomp-{self._policy_digest()}"
             f" {super().version}"
         )
-
-    @property
-    def resident_processes(self) -> int:  # type: ignore[override]
-        """A persistent jail's nsjail and init live in the slot's cgroup."""
-        return 2 if self._init else 0
 
     @property
     def persistent(self) -> bool:

@@ -35,8 +35,9 @@ from collections.abc import Mapping
 from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
-from . import _cgroups
+from . import _cgroups, _seccomp
 from ._forkserver import recv, send
+from ._jailinit import build_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
@@ -49,6 +50,9 @@ __all__ = ["ProcessSandbox"]
 _SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_forkserver.py")
 #: Slots run as leased uids from here up (see _uids). Pick a range no real user has.
 DEFAULT_UID_BASE = 61_000
+#: Mounted read-only in every jail's root, where they exist on the host.
+BASE_MOUNTS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 #: Longest a slot server may take to start or to wipe a run's scratch.
 _SERVER_TIMEOUT = 60.0
 
@@ -94,6 +98,7 @@ class _Slot:
             # are applied is held by the cgroup's limits instead.
             "spawner": isolated and self.cgroup is not None and sb._spawner,
             "jail": sb.jail_config(self.uid),
+            "init": sb.init_config(),
         }
         try:
             self.proc = subprocess.Popen(
@@ -159,7 +164,7 @@ class _Slot:
 
         def drain() -> None:
             with contextlib.suppress(OSError, ValueError):
-                while chunk := stream.read1(4096):
+                while chunk := stream.read1(4096):  # type: ignore[attr-defined]
                     tail.append(chunk)
 
         self.stderr_thread = threading.Thread(
@@ -308,6 +313,16 @@ class _ServerControl:
         return self.slot._recv()
 
 
+def _init_and_filter(isolated: bool) -> tuple[str, bytes, str]:
+    """(the compiled jail init, the seccomp BPF filter, "") or ("", b"", why not)."""
+    if not isolated:
+        return "", b"", "runs are not isolated (not root, or isolate=False)"
+    try:
+        return build_init(), _seccomp.bpf(), ""
+    except (SandboxUnavailableError, OSError, subprocess.SubprocessError) as exc:
+        return "", b"", str(exc)
+
+
 def _probe_namespaces() -> str:
     """Return '' when this process may create the namespaces the server needs."""
     try:
@@ -357,6 +372,7 @@ class ProcessSandbox:
         scratch_size: int | str = "256M",
         isolate: bool | None = None,
         spawner: bool = True,
+        init: bool | None = None,
     ) -> None:
         self._slots_wanted = slots or cpu_count()
         if self._slots_wanted < 1:
@@ -412,7 +428,19 @@ class ProcessSandbox:
                 )
         if not self._root:
             self._missing[Capability.UID_ISOLATION] = "not root: runs use the caller's uid"
-        self._missing[Capability.SECCOMP] = "the process sandbox installs no seccomp filter"
+        #: The jail init (a compiled _jailinit.c) and the seccomp filter it gives runs.
+        self._init, self._seccomp = "", b""
+        if init or (init is None and self._isolated):
+            self._init, self._seccomp, reason = _init_and_filter(self._isolated)
+            if reason:
+                if init:
+                    raise SandboxUnavailableError(self.name, reason)
+                log.warning("%s sandbox without its jail init (%s)", self.name, reason)
+        if not self._seccomp:
+            self._missing[Capability.SECCOMP] = (
+                "no jail init here (not isolated, no C compiler or no libseccomp):"
+                " runs get no seccomp filter"
+            )
         self._plain_root = ""
         if not self._isolated:
             import tempfile
@@ -428,17 +456,43 @@ class ProcessSandbox:
 
     # ------------------------------------------------------------------ hooks
 
+    def init_config(self) -> dict | None:
+        """The jail init every run starts from (None: runs start from the server)."""
+        if not self._init:
+            return None
+        return {
+            "binary": self._init,
+            "seccomp": self._seccomp.hex(),
+            # A root of only these (and the run's toolchain directories), like nsjail's.
+            "mounts": [m for m in BASE_MOUNTS if os.path.isdir(m)],
+            "devices": [d for d in DEVICES if os.path.exists(d)],
+        }
+
     def jail_config(self, uid: int | None) -> dict | None:
         """How slot servers wrap each run (None: they do not; see NsjailSandbox)."""
         return None
 
     def extra_mounts(self, request: RunRequest) -> tuple[str, ...]:
-        """Host directories a run needs mounted (none: the host is visible, read-only)."""
-        return ()
+        """Toolchain directories outside the base mounts that a run's jail needs (a
+        ``bin`` brings its parent, where its libraries live); none without a jail,
+        where the whole host is visible, read-only."""
+        return self._toolchain_mounts(request) if self._init else ()
 
-    #: Processes of a slot besides its server and the run's own (a jail's), which
-    #: the slot's pids limit must leave room for.
-    resident_processes = 0
+    def _toolchain_mounts(self, request: RunRequest) -> tuple[str, ...]:
+        extra = set()
+        for directory in request.toolchain:
+            real = os.path.realpath(directory)
+            if os.path.basename(real) == "bin":
+                real = os.path.dirname(real)
+            if not any(real == m or real.startswith(m + "/") for m in BASE_MOUNTS):
+                extra.add(real)
+        return tuple(sorted(extra))
+
+    @property
+    def resident_processes(self) -> int:
+        """Processes of a slot besides its server and the run's own, which the slot's
+        pids limit must leave room for: a jail's launcher and its init."""
+        return 2 if self._init else 0
 
     # ------------------------------------------------------------------ protocol
 
