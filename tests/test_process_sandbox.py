@@ -23,10 +23,14 @@ def limits_of(output):
     return rows
 
 
-@pytest.mark.parametrize("spawner", [True, False], ids=["posix_spawn", "spare"])
-def test_run_gets_its_rlimits(spawner):
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"init": False, "spawner": True}, {"init": False, "spawner": False}],
+    ids=["init", "posix_spawn", "spare"],
+)
+def test_run_gets_its_rlimits(options):
     limits = Limits(cpu_time=2.5, file_size="1M", pids=20)
-    with ProcessSandbox(slots=1, spawner=spawner) as sb:
+    with ProcessSandbox(slots=1, **options) as sb:
         # At once, the soft limits are the run's (the hard ones may follow a moment later).
         first = sb.run(RunRequest(argv=["/bin/cat", "/proc/self/limits"], env=ENV, limits=limits))
         later = sb.run(

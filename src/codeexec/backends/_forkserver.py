@@ -705,12 +705,15 @@ class DirectJail:
         self.devices = devices
         self.host_net = host_net
 
+    def join_network(self) -> None:
+        """The host's network namespace, if asked (before the fds are rearranged)."""
+        if self.host_net is not None:
+            setns(self.host_net, CLONE_NEWNET)
+
     def enter(self, init_fd: int) -> None:
         """In a forked child of the server: become the jail, exec the init. Never
         returns (raises on failure, for the caller to report)."""
         prctl.set_pdeathsig(signal.SIGKILL)
-        if self.host_net is not None:
-            setns(self.host_net, CLONE_NEWNET)
         unshare(CLONE_NEWPID | CLONE_NEWNS)
         pid = os.fork()
         if pid:
@@ -814,6 +817,8 @@ class PersistentJail:
                 for sig in (signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ, signal.SIGXCPU):
                     signal.signal(sig, signal.SIG_DFL)
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # not ours
+                if isinstance(launch, DirectJail):
+                    launch.join_network()
                 os.dup2(high[0], cls.CONTROL_FD)
                 os.dup2(high[1], cls.INIT_FD)
                 if isinstance(launch, DirectJail):

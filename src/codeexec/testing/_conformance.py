@@ -25,6 +25,7 @@ import ast
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import threading
@@ -464,3 +465,198 @@ print(os.path.samefile(home, os.getcwd()), sorted(os.environ))
         for caps in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(status[caps], 16) == 0, (caps, status[caps])
         assert status["NoNewPrivs"].strip() == "1"
+
+    # ------------------------------------------------------------------ attacker, then victim
+    #
+    # Each test runs an attacking submission, then a victim in what is, for every
+    # built-in sandbox, the same slot (a run takes the slot or container released
+    # last), and checks the victim saw nothing of the attacker.
+
+    def test_runs_start_with_only_fds_0_1_2(self, executor: Executor) -> None:
+        code = """
+import os
+leaked = []
+for fd in range(3, 4096):
+    try:
+        os.fstat(fd)
+        leaked.append((fd, os.readlink(f"/proc/self/fd/{fd}")))
+    except OSError:
+        pass
+print(leaked)
+"""
+        for _ in range(2):
+            result = self.run_code(executor, "python", code)
+            assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+            assert result.tests[0].stdout.strip() == "[]", result.tests[0].stdout
+
+    def test_runs_cannot_reconfigure_other_processes(self, executor: Executor) -> None:
+        probe = """
+import os, resource
+print(resource.getrlimit(resource.RLIMIT_NOFILE), os.getpriority(os.PRIO_PROCESS, 0),
+      sorted(os.sched_getaffinity(0)), os.sched_getscheduler(0))
+"""
+        before = self.run_code(executor, "python", probe)
+        assert before.verdict is Verdict.ACCEPTED, before.tests[0]
+        attack = """
+import os, resource
+done = []
+for pid in [1, os.getppid(), *range(2, 300)]:
+    if pid == os.getpid():
+        continue
+    for name, call in [
+        ("prlimit", lambda: resource.prlimit(pid, resource.RLIMIT_NOFILE, (4, 4))),
+        ("nice", lambda: os.setpriority(os.PRIO_PROCESS, pid, 19)),
+        ("affinity", lambda: os.sched_setaffinity(pid, {0})),
+        ("policy", lambda: os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))),
+    ]:
+        try:
+            call()
+            done.append((name, pid))
+        except OSError:
+            pass
+print(done)
+"""
+        self.run_code(executor, "python", attack)
+        after = self.run_code(executor, "python", probe)
+        assert after.verdict is Verdict.ACCEPTED, after.tests[0]
+        assert after.tests[0].stdout == before.tests[0].stdout, (
+            before.tests[0].stdout,
+            after.tests[0].stdout,
+        )
+
+    def test_kernel_keys_do_not_outlive_a_run(self, executor: Executor) -> None:
+        marker = f"codeexec-{secrets.token_hex(6)}"
+        numbers = {"x86_64": (248, 250), "aarch64": (217, 219)}
+        add_key, keyctl = numbers.get(os.uname().machine, (248, 250))
+        attack = f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+for ring in (-4, -5, -3):  # user, user session, session keyring
+    print(libc.syscall({add_key}, b"user", b"{marker}", b"secret", 6, ring))
+"""
+        victim = f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+found = [libc.syscall({keyctl}, 10, ring, b"user", b"{marker}", 0) for ring in (-4, -5, -3)]
+print("found" if any(k > 0 for k in found) else "none")
+try:
+    print("found" if "{marker}" in open("/proc/keys").read() else "none")
+except OSError:
+    pass
+"""
+        self.run_code(executor, "python", attack)
+        result = self.run_code(executor, "python", victim)
+        assert "found" not in result.tests[0].stdout, result.tests[0]
+
+    def test_sysv_ipc_does_not_outlive_a_run(self, executor: Executor) -> None:
+        key = secrets.randbelow(1 << 30) + 1
+        attack = f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.shmget({key}, 4096, 0o1666), libc.msgget({key}, 0o1666), libc.semget({key}, 1, 0o1666))
+"""
+        victim = f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.shmget({key}, 0, 0), libc.msgget({key}, 0), libc.semget({key}, 0, 0))
+"""
+        self.run_code(executor, "python", attack)
+        result = self.run_code(executor, "python", victim)
+        assert result.tests[0].stdout.split() == ["-1", "-1", "-1"], result.tests[0]
+
+    def test_deep_trees_in_scratch_do_not_break_the_slot(self, executor: Executor) -> None:
+        attack = """
+import os
+for base in (".", "/tmp", "/dev/shm"):
+    try:
+        fd = os.open(base, os.O_RDONLY)
+        for _ in range(3000):
+            os.mkdir("d" * 200, dir_fd=fd)
+            child = os.open("d" * 200, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        os.mkfifo("fifo", dir_fd=fd)
+        os.symlink("/etc/passwd", "link", dir_fd=fd)
+        os.close(fd)
+    except OSError as e:
+        print(base, e)
+print("planted")
+"""
+        result = self.run_code(executor, "python", attack, wall_time=30, cpu_time=20)
+        assert "planted" in result.tests[0].stdout, result.tests[0]
+        victim = "import os\nprint(os.listdir('.'), os.listdir('/tmp'), os.listdir('/dev/shm'))"
+        after = self.run_code(executor, "python", victim)
+        assert after.verdict is Verdict.ACCEPTED, after.tests[0]
+        work, tmp, shm = ast.literal_eval(after.tests[0].stdout.replace("] [", "], ["))
+        assert work == ["main.py"] and shm == [], after.tests[0]
+        assert [n for n in tmp if n != "work"] == [], after.tests[0]
+
+    def test_collected_files_are_regular_files_of_the_run(
+        self, sandbox: Any, tmp_path: Path
+    ) -> None:
+        from ..backends import RunRequest
+
+        secret = tmp_path / "host-secret"
+        secret.write_text(secrets.token_hex(16))
+        secret.chmod(0o644)
+        code = f"""
+import os
+os.symlink({str(secret)!r}, "link.out")
+os.symlink("/etc", "dir.out")
+os.mkfifo("fifo.out")
+os.mkdir("sub")
+os.symlink({str(secret)!r}, "sub/link.out")
+open("real.out", "w").write("mine")
+"""
+        python = os.path.realpath(
+            "/usr/bin/python3"
+            if os.path.exists("/usr/bin/python3")
+            else shutil.which("python3") or ""
+        )
+        request = RunRequest(
+            argv=(python, "-c", code),
+            limits=Limits(wall_time=10),
+            collect=("*.out", "*/*.out", "dir.out/*"),
+            toolchain=(os.path.dirname(python),),
+            language="python",
+        )
+        started = time.monotonic()
+        outcome = sandbox.run(request)
+        assert time.monotonic() - started < 15, "collecting hung"
+        assert outcome.error is None and outcome.exit_code == 0, outcome
+        assert dict(outcome.collected) == {"real.out": b"mine"}, outcome.collected
+
+    def test_an_earlier_run_does_not_raise_the_memory_limit(self, executor: Executor) -> None:
+        # Page cache the attacker charges to the slot (reading files) must not count as
+        # the victim's baseline.
+        attack = """
+import os
+read = 0
+for root, _, files in os.walk("/usr/lib"):
+    for name in files:
+        try:
+            with open(os.path.join(root, name), "rb") as f:
+                while chunk := f.read(1 << 20):
+                    read += len(chunk)
+        except OSError:
+            pass
+        if read > 300 << 20:
+            break
+    if read > 300 << 20:
+        break
+print(read >> 20)
+"""
+        self.run_code(executor, "python", attack, memory="512M", wall_time=30, cpu_time=20)
+        victim = r"""
+#include <stdlib.h>
+#include <stdio.h>
+int main(void) {
+    size_t n = 160u << 20; volatile char *p = malloc(n);
+    if (!p) return 3;
+    for (size_t i = 0; i < n; i += 4096) p[i] = 1;
+    puts("survived");
+    return 0;
+}
+"""
+        result = self.run_code(executor, "c", victim, memory="64M")
+        assert result.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, result.tests[0]
