@@ -33,6 +33,7 @@ run to it (see :class:`PersistentJail` and ``_initproto.py``) instead of spawnin
 
 from __future__ import annotations
 
+import array
 import contextlib
 import ctypes
 import errno
@@ -148,13 +149,19 @@ def send(sock: socket.socket, msg: dict, fds: list[int] | None = None) -> None:
 
 def recv(sock: socket.socket) -> tuple[dict | None, list[int]]:
     # Close-on-exec at once: a process forked meanwhile (a jail's start) must not
-    # inherit a run's stdout and hold it open.
-    data, fds, _, _ = socket.recv_fds(sock, MAX_MSG, 8, socket.MSG_CMSG_CLOEXEC)
+    # inherit a run's stdout and hold it open. (socket.recv_fds ignores its flags.)
+    fds = array.array("i")
+    data, ancillary, _, _ = sock.recvmsg(
+        MAX_MSG, socket.CMSG_SPACE(8 * fds.itemsize), socket.MSG_CMSG_CLOEXEC
+    )
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
     if not data:
         for fd in fds:
             os.close(fd)
         return None, []
-    return json.loads(data), fds
+    return json.loads(data), list(fds)
 
 
 def _unescape(path: str) -> str:
@@ -240,6 +247,12 @@ class Server:
             if os.path.isdir(target) and not os.path.islink(target):
                 flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY
                 mount("tmpfs", target, "tmpfs", flags, "size=4k,mode=755")
+        if self.jail is not None:
+            # nsjail builds each jail's root in /run/user/<uid>/ when it can, else in
+            # /tmp/, which is the runs' scratch: a run could then write into the root
+            # that every later run of the jail sees. Give it a place no run reaches.
+            mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=700")
+            os.makedirs("/run/user/0", mode=0o700)
 
     def remount_scratch(self, target: str) -> None:
         """A fresh tmpfs on ``target`` (the old one, if any, detached)."""

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fnmatch
 import os
+import secrets
 import stat
 from collections.abc import Iterable
 from typing import Any
@@ -194,7 +195,6 @@ def empty_dir_fd(top: int) -> None:
     of any depth costs time linear in its size and nothing else. Raises OSError if
     something cannot be removed (the caller discards what held the tree).
     """
-    moved = 0
     # Each level: (its fd, its name in the level above, subdirectories still to do).
     stack: list[tuple[int, str, list[str]]] = [(top, "", _clear_files(top))]
     try:
@@ -203,10 +203,7 @@ def empty_dir_fd(top: int) -> None:
             if pending:
                 name = pending.pop()
                 if len(stack) >= _MAX_OPEN_DIRS:
-                    moved += 1
-                    flat = f".codeexec-flat-{moved}"
-                    os.rename(name, flat, src_dir_fd=fd, dst_dir_fd=top)
-                    stack[0][2].append(flat)
+                    stack[0][2].append(_move_up(fd, name, top))
                     continue
                 try:
                     child = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -232,6 +229,21 @@ def empty_dir_fd(top: int) -> None:
         for fd, _, _ in stack[1:]:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _move_up(fd: int, name: str, top: int) -> str:
+    """Rename directory ``name`` of ``fd`` into ``top``; returns its new name. The name
+    is random, so the program cannot have made it in advance (renaming onto a
+    directory it prepared would fail, and with it the whole cleanup)."""
+    for attempt in range(8):
+        flat = f".codeexec-flat-{secrets.token_hex(8)}"
+        try:
+            os.rename(name, flat, src_dir_fd=fd, dst_dir_fd=top)
+            return flat
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR) or attempt == 7:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _clear_files(fd: int) -> list[str]:

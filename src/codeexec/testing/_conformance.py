@@ -663,3 +663,42 @@ int main(void) {
 """
         result = self.run_code(executor, "c", victim, memory="64M")
         assert result.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, result.tests[0]
+
+    def test_nothing_written_anywhere_reaches_a_later_run(self, executor: Executor) -> None:
+        # Whatever the attacker finds writable (the scratch, and anything a sandbox
+        # forgot: a jail's own root, say) gets a marker; the victim searches the whole
+        # file system it sees for one.
+        marker = f"codeexec-left-{secrets.token_hex(6)}"
+        walk = """
+import os
+def dirs():
+    for root, names, _ in os.walk("/"):
+        names[:] = [n for n in names if os.path.join(root, n) not in ("/proc", "/sys")]
+        yield root
+"""
+        attack = (
+            walk
+            + f"""
+planted = 0
+for d in dirs():
+    try:
+        with open(os.path.join(d, "{marker}"), "w") as f:
+            f.write("x")
+        planted += 1
+    except OSError:
+        pass
+print(planted)
+"""
+        )
+        victim = (
+            walk
+            + f"""
+print([d for d in dirs() if os.path.exists(os.path.join(d, "{marker}"))])
+"""
+        )
+        planted = self.run_code(executor, "python", attack, wall_time=30, cpu_time=20)
+        assert planted.verdict is Verdict.ACCEPTED, planted.tests[0]
+        assert int(planted.tests[0].stdout) >= 1, "not even the work dir was writable"
+        found = self.run_code(executor, "python", victim, wall_time=30, cpu_time=20)
+        assert found.verdict is Verdict.ACCEPTED, found.tests[0]
+        assert found.tests[0].stdout.strip() == "[]", found.tests[0].stdout
