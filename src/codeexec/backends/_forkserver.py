@@ -224,8 +224,9 @@ class Server:
             and self.jail is None
             and self.init is None
         )
-        #: Runs start by posix_spawn (spawner or nsjail mode), not from a spare.
-        self.spawns = self.spawner or self.jail is not None
+        #: Runs start by posix_spawn (spawner or nsjail mode) or from the init, never
+        #: from a pre-forked spare.
+        self.spawns = self.spawner or self.jail is not None or self.init is not None
         self.own_net: int | None = None
         if self.jail is not None:
             self.own_net = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -280,8 +281,10 @@ class Server:
                     # Whatever the run made of it, a new tmpfs is empty.
                     self.remount_scratch(target)
             # The last run's SysV IPC objects go (POSIX queues cannot be made at all:
-            # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run.
-            _remove_sysv_ipc()
+            # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run. A jail's
+            # init removes them itself after every run.
+            if self.init is None:
+                _remove_sysv_ipc()
         elif os.path.isdir(self.workdir):
             safefs.empty_dir(self.workdir)
         os.makedirs(self.workdir, mode=0o700, exist_ok=True)

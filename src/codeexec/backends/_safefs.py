@@ -216,11 +216,9 @@ def empty_dir_fd(top: int) -> None:
                     continue
                 stack.append((child, name, _clear_files(child)))
                 continue
-            # Everything below this level is done: it is empty unless a name appeared.
-            again = _clear_files(fd)
-            if again:
-                pending.extend(again)
-                continue
+            # Everything below this level is done. (Nothing runs in the tree any more:
+            # a name that appeared meanwhile makes the rmdir fail, and the caller
+            # discards what held the tree.)
             _, name, _ = stack.pop()
             if stack:
                 os.close(fd)

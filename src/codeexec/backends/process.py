@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -436,6 +437,10 @@ class ProcessSandbox:
                 if init:
                     raise SandboxUnavailableError(self.name, reason)
                 log.warning("%s sandbox without its jail init (%s)", self.name, reason)
+        self._init_digest = ""
+        if self._init:
+            with open(self._init, "rb") as f:
+                self._init_digest = hashlib.sha256(f.read() + self._seccomp).hexdigest()[:12]
         if not self._seccomp:
             self._missing[Capability.SECCOMP] = (
                 "no jail init here (not isolated, no C compiler or no libseccomp):"
@@ -500,7 +505,9 @@ class ProcessSandbox:
     def version(self) -> str:
         mode = "isolated" if self._isolated else "plain"
         cg = f"cgroup-v{self._cgroups.version}" if self._cgroups else "no-cgroup"
-        return f"process/1 {mode} {cg}"
+        # The init and the seccomp policy decide what a run may do: part of the identity.
+        start = f"init-{self._init_digest}" if self._init else "spawn"
+        return f"process/2 {mode} {cg} {start}"
 
     @property
     def capabilities(self) -> frozenset[str]:
