@@ -10,6 +10,7 @@ import pytest
 import codeexec
 from codeexec import Submission, Verdict
 from codeexec.backends import Capability, RunRequest
+from codeexec.backends._forkserver import _descendants
 from codeexec.backends._jailinit import build_init
 from codeexec.backends.nsjail import NsjailSandbox, find_nsjail
 from codeexec.testing import SandboxConformance
@@ -234,7 +235,7 @@ def test_the_init_is_built_once_and_a_tampered_build_is_replaced(tmp_path):
 def test_a_jail_whose_init_was_killed_from_outside_is_replaced_before_the_next_run(jail):
     assert run_python(jail, "print(1)").verdict is Verdict.ACCEPTED
     inits = []
-    ours = _descendants(jail.sandbox._all[0].pid)  # the fixture's one slot
+    ours = set(_descendants(jail.sandbox._all[0].pid))  # the fixture's one slot
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
@@ -256,22 +257,3 @@ def test_a_jail_whose_init_was_killed_from_outside_is_replaced_before_the_next_r
         time.sleep(0.01)
     result = run_python(jail, "print(2)")
     assert result.verdict is Verdict.ACCEPTED and result.tests[0].stdout == "2\n", result.tests[0]
-
-
-def _descendants(pid: int) -> set[int]:
-    found, stack = set(), [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    kids = {int(k) for k in f.read().split()}
-            except OSError:
-                continue
-            stack.extend(kids - found)
-            found |= kids
-    return found
