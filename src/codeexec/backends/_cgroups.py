@@ -45,6 +45,9 @@ class CgroupUsage:
     memory_peak: int  # bytes above the slot's baseline
     oom_killed: bool  # the OOM killer killed a process of the run
     memory_limit_hit: bool  # an allocation failed or had to reclaim at the limit
+    #: False when the group's peak could not be reset for this run and was not passed
+    #: during it (cgroup v2 before Linux 6.12): memory_peak is then unknown (0).
+    peak_known: bool = True
 
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
@@ -365,6 +368,8 @@ class _SlotV2(Slot):
         self._cpu_before = 0
         self._oom_before = 0
         self._max_before = 0
+        self._peak_before = 0
+        self._peak_resettable = False
         self._baseline = 0
         self._has_swap = os.path.exists(os.path.join(path, "memory.swap.max"))
 
@@ -401,6 +406,7 @@ class _SlotV2(Slot):
             self._peak_resettable = True
         except OSError:
             self._peak_resettable = False
+        self._peak_before = int(os.pread(self._peak_fd, 64, 0).split()[0])
 
     def cpu_time(self) -> float:
         return (_read_keyed(self._file("cpu.stat")).get("usage_usec", 0) - self._cpu_before) / 1e6
@@ -410,11 +416,15 @@ class _SlotV2(Slot):
         assert self._peak_fd is not None
         peak = int(os.pread(self._peak_fd, 64, 0).split()[0])
         baseline = min(self._baseline, _read_int(self._file("memory.current")))
+        # Without a reset the peak is the group's lifetime one: it is this run's only
+        # if the run passed what it was before.
+        known = self._peak_resettable or peak > self._peak_before
         return CgroupUsage(
             cpu_time=self.cpu_time(),
-            memory_peak=max(0, peak - baseline),
+            memory_peak=max(0, peak - baseline) if known else 0,
             oom_killed=events.get("oom_kill", 0) > self._oom_before,
             memory_limit_hit=events.get("max", 0) > self._max_before,
+            peak_known=known,
         )
 
     def close(self) -> None:

@@ -215,7 +215,8 @@ def outcome(
         signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         cpu_time=cpu_time,
         wall_time=exited["wall_time"],
-        memory_peak=usage.memory_peak if usage else exited["maxrss"],
+        # The main process's own peak where the group's is unknown.
+        memory_peak=usage.memory_peak if usage and usage.peak_known else exited["maxrss"],
         stdout=seen.stdout,
         stderr=seen.stderr,
         stdout_truncated=seen.stdout_truncated,
