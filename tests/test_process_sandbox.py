@@ -95,7 +95,7 @@ def test_close_removes_cgroups_and_servers():
     sb = ProcessSandbox(slots=2)
     sb.warm()
     pids = [slot.proc.pid for slot in sb._all]
-    dirs = [d for slot in sb._all for d in slot.cgroup._dirs.values()]
+    dirs = [d for slot in sb._all for d in slot.cgroup.directories]
     assert all(os.path.isdir(d) for d in dirs)
     sb.close()
     assert not any(os.path.exists(d) for d in dirs)

@@ -138,6 +138,12 @@ class Slot:
 
     #: cgroup.procs files a process writes its pid into to join this slot.
     procs_files: tuple[str, ...]
+
+    @property
+    def directories(self) -> tuple[str, ...]:
+        """The group's directories (one per controller on v1)."""
+        return tuple(os.path.dirname(f) for f in self.procs_files)
+
     #: The least the group has held before a run (its resident processes alone).
     _floor: int | None = None
 

@@ -669,11 +669,24 @@ int main(void) {
         # forgot: a jail's own root, say) gets a marker; the victim searches the whole
         # file system it sees for one.
         marker = f"codeexec-left-{secrets.token_hex(6)}"
+        # Read-only mounts of their own (a jail's /usr, say) are not walked: nothing
+        # can be written below them.
         walk = """
 import os
+def writable_mount(path, parent_dev):
+    try:
+        st = os.stat(path)
+        return st.st_dev == parent_dev or not os.statvfs(path).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
 def dirs():
     for root, names, _ in os.walk("/"):
-        names[:] = [n for n in names if os.path.join(root, n) not in ("/proc", "/sys")]
+        dev = os.stat(root).st_dev
+        names[:] = [
+            n for n in names
+            if os.path.join(root, n) not in ("/proc", "/sys")
+            and writable_mount(os.path.join(root, n), dev)
+        ]
         yield root
 """
         attack = (
