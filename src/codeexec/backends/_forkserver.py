@@ -18,7 +18,7 @@ Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
     server → host  {"op": "ready"}                         after setup and each reset
     host → server  {"op": "run", argv, env, cwd, rlimits, network, keep}
                    + fds [stdin, stdout, stderr]
-    server → host  {"op": "started"}  or  {"op": "exited", "spawn_error": "..."}
+    server → host  {"op": "exited", "spawn_error": "..."}  if it could not start
     host → server  {"op": "kill"}                          (during a run, any number)
     server → host  {"op": "exited", status, wall_time, utime, stime, maxrss}
     server → host  {"op": "ready"}                         after "exited", unless "keep"
@@ -26,9 +26,14 @@ Protocol (SOCK_SEQPACKET, one JSON object per message, fds by SCM_RIGHTS):
 
 The server exits when the host closes the socket (the host process died or closed).
 
-In nsjail mode with a persistent jail (``config["jail"]["init"]``) the server starts
-nsjail once, with the jail init (``_jailinit.c``) as pid 1 of the jail, and forwards each
-run to it (see :class:`PersistentJail` and ``_initproto.py``) instead of spawning.
+With a jail init (``config["init"]``, the default as root) the server starts a jail
+once, with the init (``_jailinit.c``) as pid 1 of the jail, and forwards each run to it
+(see :class:`PersistentJail` and ``_initproto.py``) instead of spawning: in nsjail mode
+nsjail builds that jail (``config["jail"]["init"]``); in process mode the server builds
+it itself (:class:`DirectJail`: a pid namespace and a root of only the toolchain
+directories). The init starts every run as the slot's uid with no capability and the
+seccomp filter of ``_seccomp.py``; it is replaced when a run needs other mounts or the
+network, when it dies, or when it finds itself changed.
 """
 
 from __future__ import annotations
@@ -539,7 +544,6 @@ class Server:
         finally:
             for fd in fds:
                 os.close(fd)
-        send(self.sock, {"op": "started"})
         jail = self.jailed
         poller = select.poll()
         poller.register(jail.sock, select.POLLIN)
@@ -582,7 +586,6 @@ class Server:
 
     def wait(self, pid: int, started: float) -> None:
         """Wait for the run's main process (serving kills meanwhile), then end the run."""
-        send(self.sock, {"op": "started"})
         pidfd = os.pidfd_open(pid)
         try:
             poller = select.poll()
