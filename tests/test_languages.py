@@ -88,3 +88,40 @@ def test_host_registers_its_own_language(process_sandbox):
         )
     assert result.verdict is Verdict.ACCEPTED
     assert result.tests[0].stdout == "asserts off\n"
+
+
+def test_javac_runs_no_annotation_processor_a_submission_ships(executor, tmp_path):
+    """A processor in the submission's files (found through META-INF/services on the
+    class path) would run inside the compiler, with the compiler's limits."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("javac"):
+        pytest.skip("no javac on this host")
+    source = tmp_path / "Proc.java"
+    source.write_text(
+        "import javax.annotation.processing.*; import javax.lang.model.element.*;\n"
+        "import java.util.Set;\n"
+        '@SupportedAnnotationTypes("*")\n'
+        "public class Proc extends AbstractProcessor {\n"
+        "  public synchronized void init(ProcessingEnvironment env) {\n"
+        '    super.init(env); System.err.println("PROCESSOR RAN"); }\n'
+        "  public boolean process(Set<? extends TypeElement> a, RoundEnvironment r) {\n"
+        "    return false; }\n"
+        "}\n"
+    )
+    subprocess.run(["javac", "-d", str(tmp_path), str(source)], check=True, capture_output=True)
+    files = [
+        codeexec.File("Proc.class", (tmp_path / "Proc.class").read_bytes()),
+        codeexec.File("META-INF/services/javax.annotation.processing.Processor", b"Proc\n"),
+    ]
+    sub = Submission(
+        language="java",
+        code=A_PLUS_B["java"],
+        files=files,
+        tests=[TestCase("1 2", "3")],
+        limits={"cpu_time": 5, "memory": "512M"},
+    )
+    result = executor.run(sub)
+    assert result.verdict is Verdict.ACCEPTED, result
+    assert "PROCESSOR RAN" not in result.compile.stderr + result.compile.stdout, result.compile
