@@ -257,3 +257,21 @@ def test_a_jail_whose_init_was_killed_from_outside_is_replaced_before_the_next_r
         time.sleep(0.01)
     result = run_python(jail, "print(2)")
     assert result.verdict is Verdict.ACCEPTED and result.tests[0].stdout == "2\n", result.tests[0]
+
+
+def test_hundreds_of_jail_starts_never_block_on_the_slots_stderr(tmp_path):
+    """Each persistent jail's start writes nsjail's loader warnings to the slot
+    server's stderr; a pipe nobody reads fills after a few hundred starts, and then
+    every later start would hang. Alternating toolchain mounts restarts the jail on
+    every run."""
+    extra = tmp_path / "toolchain"
+    extra.mkdir()
+    with NsjailSandbox(slots=1) as sb:
+        for i in range(300):
+            request = RunRequest(
+                argv=["/bin/true"],
+                env={"PATH": "/usr/bin:/bin"},
+                toolchain=(str(extra),) if i % 2 else (),
+            )
+            outcome = sb.run(request)
+            assert outcome.error is None and outcome.exit_code == 0, (i, outcome)
