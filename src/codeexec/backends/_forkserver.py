@@ -736,10 +736,11 @@ class DirectJail:
         unshare(CLONE_NEWPID | CLONE_NEWNS)
         pid = os.fork()
         if pid:
-            # Stays outside, holding nothing but the jail's pid 1 as its child.
-            os.closerange(3, 1 << 20)
-            _, status = os.waitpid(pid, 0)
-            os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            # Stays outside, holding nothing but the jail's pid 1 as its child: as the
+            # init's small reaper, not as a copy of this server (which, as the slot's
+            # biggest process, would be what the OOM killer takes).
+            os.closerange(init_fd + 1, 1 << 20)
+            os.execve(init_fd, ["codeexec-init", "--reap"], {})
         prctl.set_pdeathsig(signal.SIGKILL)
         self.build_root()
         os.closerange(PersistentJail.INIT_FD + 1, 1 << 20)

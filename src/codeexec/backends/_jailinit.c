@@ -192,9 +192,24 @@ static int setup(char *cursor, char *end) {
     return 0;
 }
 
+/* "--lower-oom-score": whether we lowered our OOM score to 0 at start (see main). */
+static int oom_writable;
+
+static int write_oom_score(const char *value) {
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, value, strlen(value));
+    close(fd);
+    return n == (ssize_t)strlen(value) ? 0 : -1;
+}
+
 /* In a run's process, before execve: the run's identity, no capability left, no
  * way to gain one, and the run's seccomp filter (last: it may forbid what precedes). */
 static const char *become_run(void) {
+    /* Runs are the OOM killer's first choice (raising needs no privilege; lowering
+     * below 0 would, so a run can at most tie with the init, which then loses only
+     * to a smaller process). */
+    if (oom_writable && write_oom_score("1000") < 0) return "oom_score_adj";
     if (run_uid >= 0) {
         /* CAP_SETPCAP is needed for this, and gone after the uid change. */
         for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
@@ -401,16 +416,39 @@ static int connect_control(const char *path) {
     return 0;
 }
 
+/* "--reap": the process that holds a jail's pid namespace from outside (the process
+ * sandbox's): wait for our child, the jail's init, and end as it ended. */
+static int reap(void) {
+    int status = 0, last = 0;
+    for (;;) {
+        pid_t pid = waitpid(-1, &status, 0);
+        if (pid > 0) last = status;
+        else if (errno != EINTR) break;
+    }
+    return WIFEXITED(last) ? WEXITSTATUS(last) : 128 + WTERMSIG(last);
+}
+
 int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--reap") == 0) return reap();
     /* Root-owned /proc files, no ptrace, no core: nothing in the jail reaches into us. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     if (getpid() != 1) {
         fprintf(stderr, "codeexec jail init: must be pid 1 of its pid namespace\n");
         return 2;
     }
-    if (argc == 3 && strcmp(argv[1], "--connect") == 0 && connect_control(argv[2]) < 0) {
-        perror("codeexec jail init: connect");
-        return 2;
+    int lower_oom = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--lower-oom-score") == 0) {
+            lower_oom = 1;
+        } else if (strcmp(argv[i], "--connect") == 0 && i + 1 < argc) {
+            if (connect_control(argv[++i]) < 0) {
+                perror("codeexec jail init: connect");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "codeexec jail init: unknown argument %s\n", argv[i]);
+            return 2;
+        }
     }
     if (fcntl(CONTROL, F_SETFD, FD_CLOEXEC) < 0) {
         perror("codeexec jail init: control socket");
@@ -434,6 +472,11 @@ int main(int argc, char **argv) {
         }
         break;
     }
+    /* Where we are the only process of the run's cgroup that is not the run's (a
+     * container), the least score we may take without a privilege; runs get 1000
+     * (become_run). Elsewhere the slot's server shares the cgroup and must stay below
+     * us: we keep the score we were started with (1000), like the runs. */
+    if (lower_oom) oom_writable = write_oom_score("0") == 0;
     snapshot(&pristine);
     reply("ready", 5);
     for (;;) {

@@ -27,13 +27,16 @@ run create, use and remove a container of its own instead.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import fcntl
 import hashlib
 import logging
 import os
 import select
 import shutil
 import socket
+import struct
 import tempfile
 import threading
 import time
@@ -67,6 +70,7 @@ SCRATCH = (WORKDIR, "/tmp", "/dev/shm")
 OWNER_LABEL = "org.codeexec.sandbox"
 #: Seconds before a pool whose container failed to start tries to pre-start again.
 PRESTART_BACKOFF = 30.0
+CLONE_NEWNET = 0x40000000
 #: The most a run may ask for; each run's own limits are set on the cgroup per run.
 PIDS_CEILING = 4096
 
@@ -138,6 +142,11 @@ class _Container:
         self.container.reload()
         self.pid = int(self.container.attrs["State"]["Pid"])
         self.cgroup = _cgroups.attach(self.pid)
+        if not self.pool.network:
+            # No network means no loopback either, as in the other sandboxes: sockets
+            # a run leaves on it (TIME_WAIT for a minute) would be the next run's to
+            # see, and its ports the next run's to find taken.
+            _loopback_down(self.pid)
         root = f"/proc/{self.pid}/root"
         for directory in SCRATCH:
             fd = os.open(root + directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -284,7 +293,9 @@ class _Pool:
         options: dict[str, Any] = {
             "image": self.image,
             "entrypoint": [INIT_PATH],
-            "command": ["--connect", f"{CONTROL_DIR}/ctl.sock"],
+            # The init is the only process of the container's cgroup besides the run's:
+            # it lowers its OOM score to 0 (the runs' is 1000).
+            "command": ["--lower-oom-score", "--connect", f"{CONTROL_DIR}/ctl.sock"],
             # The init is not the runs' uid, so no run can reconfigure it: uid 0 with
             # only what it needs to start runs as the container's uid (which drops
             # every capability) and to kill what they leave.
@@ -360,6 +371,8 @@ class _Pool:
         container = _Container(self, lease)
         try:
             container.start()
+            if self.sandbox._closed:  # closed meanwhile: close() may not have seen it
+                raise SandboxError("the docker sandbox is closed")
         except BaseException:
             self.discard(container)
             raise
@@ -725,6 +738,32 @@ class DockerSandbox:
             ):
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
+
+
+def _loopback_down(pid: int) -> None:
+    """Take the loopback interface of process ``pid``'s network namespace down (from a
+    forked child: setns changes the calling thread's namespace for good)."""
+    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                if libc.setns(netns, CLONE_NEWNET) == 0:
+                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                        request = struct.pack("16sH14x", b"lo", 0)
+                        flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+                        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags & ~IFF_UP))
+                        code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+    finally:
+        os.close(netns)
+    if status != 0:
+        raise SandboxError(f"could not take the loopback of container process {pid} down")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -715,3 +715,31 @@ print([d for d in dirs() if os.path.exists(os.path.join(d, "{marker}"))])
         found = self.run_code(executor, "python", victim, wall_time=30, cpu_time=20)
         assert found.verdict is Verdict.ACCEPTED, found.tests[0]
         assert found.tests[0].stdout.strip() == "[]", found.tests[0].stdout
+
+    def test_sockets_do_not_outlive_a_run(self, executor: Executor) -> None:
+        attack = """
+import socket
+for port in (40001, 40042):
+    try:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        accepted, _ = listener.accept()
+        accepted.close()  # the server side closes first: TIME_WAIT
+        client.close()
+    except OSError as e:
+        print(port, e)
+"""
+        victim = """
+import socket
+print([line.split()[1] for name in ("tcp", "tcp6", "udp", "udp6")
+       for line in open(f"/proc/net/{name}").read().splitlines()[1:]])
+s = socket.socket()
+s.bind(("127.0.0.1", 40001))
+print("bound")
+"""
+        self.run_code(executor, "python", attack)
+        result = self.run_code(executor, "python", victim)
+        assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+        assert result.tests[0].stdout.split() == ["[]", "bound"], result.tests[0].stdout
