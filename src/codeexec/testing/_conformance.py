@@ -743,3 +743,30 @@ print("bound")
         result = self.run_code(executor, "python", victim)
         assert result.verdict is Verdict.ACCEPTED, result.tests[0]
         assert result.tests[0].stdout.split() == ["[]", "bound"], result.tests[0].stdout
+
+    def test_filling_scratch_with_a_lowered_oom_score_harms_no_later_run(
+        self, executor: Executor
+    ) -> None:
+        # Scratch (tmpfs) memory is no process's: with its own score lowered, a run
+        # may try to make the OOM killer take the sandbox's processes instead.
+        attack = """
+import os
+try:
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("0")
+except OSError:
+    pass
+i = 0
+try:
+    while i < 64:
+        with open(f"/dev/shm/fill{i}", "wb") as f:
+            f.write(b"x" * (4 << 20))
+        i += 1
+except OSError:
+    pass
+"""
+        result = self.run_code(executor, "python", attack, memory="64M")
+        assert result.verdict in (Verdict.MEMORY_LIMIT_EXCEEDED, Verdict.ACCEPTED), result.tests[0]
+        victim = self.run_code(executor, "python", "print(open('/proc/self/oom_score_adj').read())")
+        assert victim.verdict is Verdict.ACCEPTED, victim.tests[0]
+        assert victim.tests[0].stdout.strip() == "1000", victim.tests[0]
