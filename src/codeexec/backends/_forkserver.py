@@ -218,6 +218,8 @@ class Server:
         #: root's (process mode)}.
         self.init: dict | None = config.get("init")
         self.init_binary: int | None = None
+        #: Whether the last run was the init's (which removed its IPC objects).
+        self.last_in_init = False
         if self.init is not None:
             self.init_binary = os.open(self.init["binary"], os.O_RDONLY | os.O_CLOEXEC)
         #: Start runs by posix_spawn (isolated, with a uid and a cgroup) or by
@@ -287,8 +289,9 @@ class Server:
                     self.remount_scratch(target)
             # The last run's SysV IPC objects go (POSIX queues cannot be made at all:
             # RLIMIT_MSGQUEUE is 0). Cheaper than a new IPC namespace per run. A jail's
-            # init removes them itself after every run.
-            if self.init is None:
+            # init removes them itself after each of its runs (not after the others:
+            # nsjail's network runs share the namespace).
+            if not self.last_in_init:
                 _remove_sysv_ipc()
         elif os.path.isdir(self.workdir):
             safefs.empty_dir(self.workdir)
@@ -469,11 +472,12 @@ class Server:
         return pid
 
     def run(self, msg: dict, fds: list[int]) -> None:
-        # A run that needs the host's network cannot use the persistent jail (it is
-        # in the slot's network namespace): it gets an nsjail of its own.
         # nsjail mode: a run that needs the host's network gets an nsjail of its own
         # (the persistent jail is in the slot's network namespace).
-        if self.init_binary is not None and (self.jail is None or not msg.get("network")):
+        self.last_in_init = self.init_binary is not None and (
+            self.jail is None or not msg.get("network")
+        )
+        if self.last_in_init:
             self.run_in_jail(msg, fds)
             return
         if self.spawns:
@@ -867,6 +871,14 @@ class PersistentJail:
             jail.close()
             raise OSError(errno.EIO, f"the jail has children {children}, expected its init")
         jail.init_pidfd = os.pidfd_open(int(children[0]))
+        if not isinstance(launch, DirectJail):
+            try:
+                # nsjail's proc shows the init (root), whose counters add up every
+                # earlier run: hide it, as our own jail's proc does.
+                hide_other_uids(int(children[0]))
+            except OSError:
+                jail.close()
+                raise
         return jail
 
     def send_run(self, msg: dict, rlimits: list[tuple[int, int, int]], fds: list[int]) -> None:
@@ -923,6 +935,28 @@ _SYSV_IPC = {
     "sem": lambda ident: _libc.semctl(ident, 0, IPC_RMID),
     "msg": lambda ident: _libc.msgctl(ident, IPC_RMID, None),
 }
+
+
+def hide_other_uids(pid: int) -> None:
+    """Remount the proc of process ``pid``'s mount namespace with ``hidepid=invisible``
+    (read-only, as nsjail mounts it), from a forked child: setns is for good."""
+    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        child = os.fork()
+        if child == 0:
+            code = 1
+            try:
+                setns(mnt, CLONE_NEWNS)
+                flags = MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                mount(None, "/proc", None, flags, "hidepid=invisible")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+    finally:
+        os.close(mnt)
+    if status != 0:
+        raise OSError(errno.EPERM, f"could not hide the jail's init (process {pid})")
 
 
 def _remove_sysv_ipc() -> None:

@@ -70,7 +70,9 @@ SCRATCH = (WORKDIR, "/tmp", "/dev/shm")
 OWNER_LABEL = "org.codeexec.sandbox"
 #: Seconds before a pool whose container failed to start tries to pre-start again.
 PRESTART_BACKOFF = 30.0
-CLONE_NEWNET = 0x40000000
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 2, 4, 8, 32
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 #: The most a run may ask for; each run's own limits are set on the cgroup per run.
 PIDS_CEILING = 4096
 
@@ -142,11 +144,11 @@ class _Container:
         self.container.reload()
         self.pid = int(self.container.attrs["State"]["Pid"])
         self.cgroup = _cgroups.attach(self.pid)
-        if not self.pool.network:
-            # No network means no loopback either, as in the other sandboxes: sockets
-            # a run leaves on it (TIME_WAIT for a minute) would be the next run's to
-            # see, and its ports the next run's to find taken.
-            _loopback_down(self.pid)
+        # No network means no loopback either, as in the other sandboxes: sockets a
+        # run leaves on it (TIME_WAIT for a minute) would be the next run's to see,
+        # and its ports the next run's to find taken. And the init (uid 0) is hidden
+        # from the runs' /proc: its counters add up every earlier run's.
+        _harden_container(self.pid, loopback_down=not self.pool.network)
         root = f"/proc/{self.pid}/root"
         for directory in SCRATCH:
             fd = os.open(root + directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -740,30 +742,46 @@ class DockerSandbox:
                     container.remove(force=True)
 
 
-def _loopback_down(pid: int) -> None:
-    """Take the loopback interface of process ``pid``'s network namespace down (from a
-    forked child: setns changes the calling thread's namespace for good)."""
-    SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
-    netns = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+def _harden_container(pid: int, *, loopback_down: bool) -> None:
+    """In the namespaces of container process ``pid``: remount its /proc with
+    ``hidepid=invisible`` and, if asked, take its loopback interface down. From a
+    forked child: setns changes the calling thread's namespaces for good."""
+    namespaces = [
+        os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("mnt", "net")
+    ]
     try:
         child = os.fork()
         if child == 0:
             code = 1
             try:
                 libc = ctypes.CDLL(None, use_errno=True)
-                if libc.setns(netns, CLONE_NEWNET) == 0:
-                    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                        request = struct.pack("16sH14x", b"lo", 0)
-                        flags = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
-                        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags & ~IFF_UP))
+                code = 2
+                if libc.setns(namespaces[0], CLONE_NEWNS) == 0:
+                    flags = MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC
+                    code = 3
+                    if libc.mount(None, b"/proc", None, flags, b"hidepid=invisible") == 0:
                         code = 0
+                if code == 0 and loopback_down:
+                    code = 4
+                    if libc.setns(namespaces[1], CLONE_NEWNET) == 0:
+                        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                            request = struct.pack("16sH14x", b"lo", 0)
+                            up = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[
+                                1
+                            ]
+                            down = struct.pack("16sH14x", b"lo", up & ~IFF_UP)
+                            fcntl.ioctl(s, SIOCSIFFLAGS, down)
+                            code = 0
             finally:
                 os._exit(code)
         _, status = os.waitpid(child, 0)
     finally:
-        os.close(netns)
+        for fd in namespaces:
+            os.close(fd)
     if status != 0:
-        raise SandboxError(f"could not take the loopback of container process {pid} down")
+        step = {2: "join its mount namespace", 3: "remount its /proc", 4: "take its loopback down"}
+        what = step.get(os.waitstatus_to_exitcode(status), "harden it")
+        raise SandboxError(f"could not {what} (container process {pid})")
 
 
 def _pid_alive(pid: int) -> bool:

@@ -548,7 +548,12 @@ except OSError:
         result = self.run_code(executor, "python", victim)
         assert "found" not in result.tests[0].stdout, result.tests[0]
 
-    def test_sysv_ipc_does_not_outlive_a_run(self, executor: Executor) -> None:
+    @pytest.mark.parametrize("network", [False, True], ids=["offline", "after_a_network_run"])
+    def test_sysv_ipc_does_not_outlive_a_run(
+        self, sandbox: Any, executor: Executor, network: bool
+    ) -> None:
+        if network and Capability.NETWORK_OPTIONAL not in sandbox.capabilities:
+            pytest.skip("this sandbox never gives network")
         key = secrets.randbelow(1 << 30) + 1
         attack = f"""
 import ctypes
@@ -560,7 +565,7 @@ import ctypes
 libc = ctypes.CDLL(None, use_errno=True)
 print(libc.shmget({key}, 0, 0), libc.msgget({key}, 0), libc.semget({key}, 0, 0))
 """
-        self.run_code(executor, "python", attack)
+        self.run_code(executor, "python", attack, network=network)
         result = self.run_code(executor, "python", victim)
         assert result.tests[0].stdout.split() == ["-1", "-1", "-1"], result.tests[0]
 
@@ -770,3 +775,23 @@ except OSError:
         victim = self.run_code(executor, "python", "print(open('/proc/self/oom_score_adj').read())")
         assert victim.verdict is Verdict.ACCEPTED, victim.tests[0]
         assert victim.tests[0].stdout.strip() == "1000", victim.tests[0]
+
+    def test_only_the_runs_own_processes_are_visible(self, executor: Executor) -> None:
+        # The sandbox's own processes (an init that reaps every run, say, whose /proc
+        # counters add up earlier runs) are as invisible as the host's.
+        code = """
+import os
+others = []
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            st = os.stat(f"/proc/{pid}")
+        except OSError:
+            continue
+        if st.st_uid != os.getuid():
+            others.append((pid, st.st_uid))
+print(others)
+"""
+        result = self.run_code(executor, "python", code)
+        assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+        assert result.tests[0].stdout.strip() == "[]", result.tests[0].stdout
