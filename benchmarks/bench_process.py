@@ -31,11 +31,12 @@ import codeexec
 from codeexec.backends import RunRequest, get_sandbox
 
 PROGRAM = ("-B", "-E", "-s", "-c", "print(1)")
-#: The issues' targets: latency at most, throughput and scaling at least.
+#: The issues' targets (the hardening issue's for latency): latency at most, throughput and
+#: scaling at least.
 TARGETS = {
-    "process": {"latency": 1.15, "throughput": 0.9, "scaling": 1.8},
-    "nsjail": {"latency": 1.3, "throughput": 0.8, "scaling": 1.8},
-    "docker": {"latency": 2.0, "throughput": 0.5, "scaling": 1.8},
+    "process": {"latency": 1.10, "throughput": 0.9, "scaling": 1.8},
+    "nsjail": {"latency": 1.15, "throughput": 0.8, "scaling": 1.8},
+    "docker": {"latency": 1.3, "throughput": 0.5, "scaling": 1.8},
 }
 
 
