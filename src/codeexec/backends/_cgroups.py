@@ -412,7 +412,7 @@ class _SlotV2(Slot):
             self._peak_resettable = True
         except OSError:
             self._peak_resettable = False
-        self._peak_before = int(os.pread(self._peak_fd, 64, 0).split()[0])
+            self._peak_before = int(os.pread(self._peak_fd, 64, 0).split()[0])
 
     def cpu_time(self) -> float:
         return (_read_keyed(self._file("cpu.stat")).get("usage_usec", 0) - self._cpu_before) / 1e6

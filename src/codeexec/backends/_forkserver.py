@@ -53,6 +53,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 import prctl
 
@@ -875,7 +876,7 @@ class PersistentJail:
             try:
                 # nsjail's proc shows the init (root), whose counters add up every
                 # earlier run: hide it, as our own jail's proc does.
-                hide_other_uids(int(children[0]))
+                in_namespaces_of(int(children[0]), ("mnt",), hide_other_uids)
             except OSError:
                 jail.close()
                 raise
@@ -937,26 +938,38 @@ _SYSV_IPC = {
 }
 
 
-def hide_other_uids(pid: int) -> None:
-    """Remount the proc of process ``pid``'s mount namespace with ``hidepid=invisible``
-    (read-only, as nsjail mounts it), from a forked child: setns is for good."""
-    mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+def in_namespaces_of(pid: int, kinds: tuple[str, ...], action: Callable[[], None]) -> None:
+    """Run ``action`` in a forked child that joined process ``pid``'s namespaces of
+    these ``kinds`` ("mnt", "net", ...): setns is for good, so never in the caller."""
+    fds = [os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC) for kind in kinds]
     try:
         child = os.fork()
         if child == 0:
             code = 1
             try:
-                setns(mnt, CLONE_NEWNS)
-                flags = MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-                mount(None, "/proc", None, flags, "hidepid=invisible")
+                for fd in fds:
+                    setns(fd, 0)  # 0: whatever kind the fd is
+                action()
                 code = 0
+            except BaseException as exc:  # noqa: BLE001 - tell, then die
+                with contextlib.suppress(Exception):
+                    print(f"codeexec: in the namespaces of {pid}: {exc!r}", file=sys.stderr)
             finally:
                 os._exit(code)
         _, status = os.waitpid(child, 0)
     finally:
-        os.close(mnt)
+        for fd in fds:
+            os.close(fd)
     if status != 0:
-        raise OSError(errno.EPERM, f"could not hide the jail's init (process {pid})")
+        raise OSError(errno.EPERM, f"could not act in the namespaces of process {pid}")
+
+
+def hide_other_uids(read_only: bool = True) -> None:
+    """Remount this mount namespace's /proc with ``hidepid=invisible`` (read-only, as
+    nsjail mounts it, unless ``read_only`` is False): a run sees no process but its
+    own uid's. Meant for :func:`in_namespaces_of`."""
+    flags = MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC | (MS_RDONLY if read_only else 0)
+    mount(None, "/proc", None, flags, "hidepid=invisible")
 
 
 def _remove_sysv_ipc() -> None:

@@ -192,8 +192,9 @@ static int setup(char *cursor, char *end) {
     return 0;
 }
 
-/* "--lower-oom-score": whether we lowered our OOM score to 0 at start (see main). */
-static int oom_writable;
+/* "--lower-oom-score": whether we lowered our OOM score to 0 at start (see main), so
+ * that each run's must be raised back to 1000. */
+static int oom_lowered;
 
 static int write_oom_score(const char *value) {
     int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -209,7 +210,7 @@ static const char *become_run(void) {
     /* Runs are the OOM killer's first choice (raising needs no privilege; lowering
      * below 0 would, so a run can at most tie with the init, which then loses only
      * to a smaller process). */
-    if (oom_writable && write_oom_score("1000") < 0) return "oom_score_adj";
+    if (oom_lowered && write_oom_score("1000") < 0) return "oom_score_adj";
     if (run_uid >= 0) {
         /* CAP_SETPCAP is needed for this, and gone after the uid change. */
         for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
@@ -476,7 +477,7 @@ int main(int argc, char **argv) {
      * container), the least score we may take without a privilege; runs get 1000
      * (become_run). Elsewhere the slot's server shares the cgroup and must stay below
      * us: we keep the score we were started with (1000), like the runs. */
-    if (lower_oom) oom_writable = write_oom_score("0") == 0;
+    if (lower_oom) oom_lowered = write_oom_score("0") == 0;
     snapshot(&pristine);
     reply("ready", 5);
     for (;;) {

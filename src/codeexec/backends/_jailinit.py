@@ -18,9 +18,12 @@ import stat
 import subprocess
 import tempfile
 
-from .._errors import SandboxUnavailableError
+import attrs
 
-__all__ = ["build_init", "cache_dir"]
+from .._errors import SandboxUnavailableError
+from . import _seccomp
+
+__all__ = ["JailInit", "build_init", "cache_dir", "jail_init"]
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_jailinit.c")
 
@@ -93,3 +96,23 @@ def build_init(directory: str | None = None) -> str:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@attrs.frozen
+class JailInit:
+    """The compiled init, the seccomp filter it installs in every run, and a digest of
+    both (they decide what a run may do: part of a sandbox's identity)."""
+
+    path: str
+    seccomp: bytes
+    digest: str
+
+
+def jail_init() -> JailInit:
+    """Build (or find) the init and compile the seccomp policy. Raises
+    :class:`SandboxUnavailableError` or OSError with the reason when either fails."""
+    path = build_init()
+    seccomp = _seccomp.bpf()
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read() + seccomp).hexdigest()[:12]
+    return JailInit(path, seccomp, digest)

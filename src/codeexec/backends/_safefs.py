@@ -42,12 +42,11 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_OPEN_DIRS = 32
 
 
-def open_dir(base: str, relative: str = "", *, base_follows: bool = True) -> int:
+def open_dir(base: str, relative: str = "") -> int:
     """An fd of directory ``relative`` under ``base``, no component of ``relative``
-    being a symlink. ``base`` itself is opened as given (it may pass through a magic
-    link such as ``/proc/PID/root``) unless ``base_follows`` is False."""
-    flags = _DIR_FLAGS if not base_follows else (_DIR_FLAGS & ~os.O_NOFOLLOW)
-    fd = os.open(base, flags)
+    being a symlink. ``base`` itself is opened as given: it is the host's (it may pass
+    through a magic link such as ``/proc/PID/root``)."""
+    fd = os.open(base, _DIR_FLAGS & ~os.O_NOFOLLOW)
     try:
         for part in _parts(relative):
             child = os.open(part, _DIR_FLAGS, dir_fd=fd)
@@ -180,7 +179,7 @@ def _read_regular(dir_fd: int, name: str, room: int) -> bytes | None:
 
 def empty_dir(path: str) -> None:
     """Remove everything in directory ``path`` (which is kept), whatever the tree."""
-    fd = os.open(path, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    fd = open_dir(path)
     try:
         empty_dir_fd(fd)
     finally:

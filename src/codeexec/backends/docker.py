@@ -27,10 +27,8 @@ run create, use and remove a container of its own instead.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import select
@@ -47,9 +45,10 @@ from typing import Any
 from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
-from . import _cgroups, _initproto, _seccomp
+from . import _cgroups, _initproto
+from ._forkserver import hide_other_uids, in_namespaces_of
 from ._images import build_image, connect, host_packages_digest
-from ._jailinit import build_init
+from ._jailinit import jail_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import empty_dir, open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
@@ -70,8 +69,6 @@ SCRATCH = (WORKDIR, "/tmp", "/dev/shm")
 OWNER_LABEL = "org.codeexec.sandbox"
 #: Seconds before a pool whose container failed to start tries to pre-start again.
 PRESTART_BACKOFF = 30.0
-CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 2, 4, 8, 32
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 #: The most a run may ask for; each run's own limits are set on the cgroup per run.
 PIDS_CEILING = 4096
@@ -137,7 +134,7 @@ class _Container:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)  # nothing else may connect as the init
         # Runs become the container's uid and get the seccomp filter (see _jailinit.c).
-        _initproto.send_setup(self.sock, self.uid, self.uid, sb._seccomp)
+        _initproto.send_setup(self.sock, self.uid, self.uid, sb._jail_init.seccomp)
         ready, _, _ = select.select([self.sock], [], [], sb.start_timeout)
         if not ready or _initproto.receive(self.sock) != {"op": "ready"}:
             raise SandboxError(f"the init of container {self.name} did not start")
@@ -320,7 +317,7 @@ class _Pool:
             "shm_size": sb.scratch_size,
             "ipc_mode": "private",
             "volumes": {
-                sb._init: {"bind": INIT_PATH, "mode": "ro"},
+                sb._jail_init.path: {"bind": INIT_PATH, "mode": "ro"},
                 container.control_dir: {"bind": CONTROL_DIR, "mode": "ro"},
             },
             "ulimits": [
@@ -519,16 +516,10 @@ class DockerSandbox:
         if not any("seccomp" in str(o) for o in info.get("SecurityOptions", [])):
             self._missing[Capability.SECCOMP] = "the Docker daemon runs without seccomp"
         try:
-            self._init = build_init()
+            # The runs' seccomp filter comes on top of the daemon's profile.
+            self._jail_init = jail_init()
         except (OSError, SandboxUnavailableError) as exc:
             raise SandboxUnavailableError("docker", f"the containers' init: {exc}") from exc
-        try:
-            #: The one seccomp policy (see _seccomp), on top of the daemon's profile.
-            self._seccomp = _seccomp.bpf()
-        except OSError as exc:
-            raise SandboxUnavailableError("docker", f"the runs' seccomp filter: {exc}") from exc
-        with open(self._init, "rb") as f:
-            self._init_digest = hashlib.sha256(f.read() + self._seccomp).hexdigest()[:12]
         self._image = image
         self._images = dict(images or {})
         # Named images must be here already: nothing is pulled.
@@ -562,7 +553,7 @@ class DockerSandbox:
         named = ",".join(f"{k}={v[7:19]}" for k, v in sorted(self._image_ids.items()))
         built = f" host-built-{self._host_digest}" if self._image is None else ""
         return (
-            f"docker/1 daemon-{self._daemon} init-{self._init_digest} cpus-{self.cpus}"
+            f"docker/1 daemon-{self._daemon} init-{self._jail_init.digest} cpus-{self.cpus}"
             f" images[{named}]{built}"
         )
 
@@ -743,45 +734,22 @@ class DockerSandbox:
 
 
 def _harden_container(pid: int, *, loopback_down: bool) -> None:
-    """In the namespaces of container process ``pid``: remount its /proc with
-    ``hidepid=invisible`` and, if asked, take its loopback interface down. From a
-    forked child: setns changes the calling thread's namespaces for good."""
-    namespaces = [
-        os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC) for ns in ("mnt", "net")
-    ]
+    """In the namespaces of container process ``pid``: its /proc remounted with
+    ``hidepid=invisible`` (read-write: the init sets each run's OOM score there) and,
+    if asked, its loopback interface down."""
+
+    def harden() -> None:
+        hide_other_uids(read_only=False)
+        if loopback_down:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                request = struct.pack("16sH14x", b"lo", 0)
+                up = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[1]
+                fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", up & ~IFF_UP))
+
     try:
-        child = os.fork()
-        if child == 0:
-            code = 1
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                code = 2
-                if libc.setns(namespaces[0], CLONE_NEWNS) == 0:
-                    flags = MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC
-                    code = 3
-                    if libc.mount(None, b"/proc", None, flags, b"hidepid=invisible") == 0:
-                        code = 0
-                if code == 0 and loopback_down:
-                    code = 4
-                    if libc.setns(namespaces[1], CLONE_NEWNET) == 0:
-                        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                            request = struct.pack("16sH14x", b"lo", 0)
-                            up = struct.unpack_from("16sH", fcntl.ioctl(s, SIOCGIFFLAGS, request))[
-                                1
-                            ]
-                            down = struct.pack("16sH14x", b"lo", up & ~IFF_UP)
-                            fcntl.ioctl(s, SIOCSIFFLAGS, down)
-                            code = 0
-            finally:
-                os._exit(code)
-        _, status = os.waitpid(child, 0)
-    finally:
-        for fd in namespaces:
-            os.close(fd)
-    if status != 0:
-        step = {2: "join its mount namespace", 3: "remount its /proc", 4: "take its loopback down"}
-        what = step.get(os.waitstatus_to_exitcode(status), "harden it")
-        raise SandboxError(f"could not {what} (container process {pid})")
+        in_namespaces_of(pid, ("mnt", "net"), harden)
+    except OSError as exc:
+        raise SandboxError(f"could not harden container process {pid}: {exc}") from exc
 
 
 def _pid_alive(pid: int) -> bool:

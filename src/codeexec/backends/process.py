@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -36,9 +35,9 @@ from collections.abc import Mapping
 from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
 from .._units import parse_size
-from . import _cgroups, _seccomp
+from . import _cgroups
 from ._forkserver import recv, send
-from ._jailinit import build_init
+from ._jailinit import JailInit, jail_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
@@ -314,16 +313,6 @@ class _ServerControl:
         return self.slot._recv()
 
 
-def _init_and_filter(isolated: bool) -> tuple[str, bytes, str]:
-    """(the compiled jail init, the seccomp BPF filter, "") or ("", b"", why not)."""
-    if not isolated:
-        return "", b"", "runs are not isolated (not root, or isolate=False)"
-    try:
-        return build_init(), _seccomp.bpf(), ""
-    except (SandboxUnavailableError, OSError, subprocess.SubprocessError) as exc:
-        return "", b"", str(exc)
-
-
 def _probe_namespaces() -> str:
     """Return '' when this process may create the namespaces the server needs."""
     try:
@@ -430,18 +419,20 @@ class ProcessSandbox:
         if not self._root:
             self._missing[Capability.UID_ISOLATION] = "not root: runs use the caller's uid"
         #: The jail init (a compiled _jailinit.c) and the seccomp filter it gives runs.
-        self._init, self._seccomp = "", b""
+        self._jail_init: JailInit | None = None
         if init or (init is None and self._isolated):
-            self._init, self._seccomp, reason = _init_and_filter(self._isolated)
-            if reason:
+            try:
+                if not self._isolated:
+                    raise SandboxUnavailableError(
+                        self.name, "runs are not isolated (not root, or isolate=False)"
+                    )
+                self._jail_init = jail_init()
+            except (SandboxUnavailableError, OSError, subprocess.SubprocessError) as exc:
                 if init:
-                    raise SandboxUnavailableError(self.name, reason)
-                log.warning("%s sandbox without its jail init (%s)", self.name, reason)
-        self._init_digest = ""
-        if self._init:
-            with open(self._init, "rb") as f:
-                self._init_digest = hashlib.sha256(f.read() + self._seccomp).hexdigest()[:12]
-        if not self._seccomp:
+                    raise SandboxUnavailableError(self.name, str(exc)) from exc
+                log.warning("%s sandbox without its jail init (%s)", self.name, exc)
+        self._init = self._jail_init.path if self._jail_init else ""
+        if self._jail_init is None:
             self._missing[Capability.SECCOMP] = (
                 "no jail init here (not isolated, no C compiler or no libseccomp):"
                 " runs get no seccomp filter"
@@ -465,9 +456,10 @@ class ProcessSandbox:
         """The jail init every run starts from (None: runs start from the server)."""
         if not self._init:
             return None
+        assert self._jail_init is not None
         return {
-            "binary": self._init,
-            "seccomp": self._seccomp.hex(),
+            "binary": self._jail_init.path,
+            "seccomp": self._jail_init.seccomp.hex(),
             # A root of only these (and the run's toolchain directories), like nsjail's.
             "mounts": [m for m in BASE_MOUNTS if os.path.isdir(m)],
             "devices": [d for d in DEVICES if os.path.exists(d)],
@@ -506,7 +498,7 @@ class ProcessSandbox:
         mode = "isolated" if self._isolated else "plain"
         cg = f"cgroup-v{self._cgroups.version}" if self._cgroups else "no-cgroup"
         # The init and the seccomp policy decide what a run may do: part of the identity.
-        start = f"init-{self._init_digest}" if self._init else "spawn"
+        start = f"init-{self._jail_init.digest}" if self._jail_init else "spawn"
         return f"process/2 {mode} {cg} {start}"
 
     @property
