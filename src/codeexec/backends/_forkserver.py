@@ -744,6 +744,7 @@ class DirectJail:
             # Stays outside, holding nothing but the jail's pid 1 as its child: as the
             # init's small reaper, not as a copy of this server (which, as the slot's
             # biggest process, would be what the OOM killer takes).
+            os.close(PersistentJail.CONTROL_FD)  # the init's alone
             os.closerange(init_fd + 1, 1 << 20)
             os.execve(init_fd, ["codeexec-init", "--reap"], {})
         prctl.set_pdeathsig(signal.SIGKILL)
