@@ -1,9 +1,13 @@
 """Hostile or broken input: a typed error before anything runs, or a correct verdict."""
 
+from pathlib import Path
+
 import pytest
 
 import codeexec
 from codeexec import Limits, Submission, TestCase, Verdict
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_empty_code():
@@ -72,3 +76,85 @@ def test_output_cap_keeps_exactly_the_limit(executor):
     assert result.verdict is Verdict.OUTPUT_LIMIT_EXCEEDED
     assert len(test.stdout) + len(test.stderr) == 6 * 1024
     assert test.stderr_truncated
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "hint"),
+    [
+        (lambda: Limits(cputime=1), codeexec.LimitsError, "did you mean 'cpu_time'"),
+        (lambda: Limits(memroy="1G"), codeexec.LimitsError, "did you mean 'memory'"),
+        (lambda: Submission(languge="python", code="x"), codeexec.SubmissionError, "language"),
+        (lambda: TestCase(stdn="1"), codeexec.SubmissionError, "stdin"),
+        (lambda: codeexec.File("a", "b", exec=True), codeexec.SubmissionError, "executable"),
+    ],
+)
+def test_a_misspelt_field_is_a_typed_error_that_names_the_right_one(make, error, hint):
+    with pytest.raises(error, match=hint):
+        make()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [{"memory": 10**15}, {"cpu_time": 10**9}, {"wall_time": 10**9}, {"pids": 10**9},
+     {"output": "2G"}, {"file_size": 10**15}],
+)
+def test_a_limit_beyond_any_machine_is_refused(limits):
+    with pytest.raises(codeexec.LimitsError, match="at most|to "):
+        Limits(**limits)
+
+
+def test_the_caps_are_documented():
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    for cap in ("4096", "32 MiB", "64 KiB", "1 TiB"):
+        assert cap in guide, cap
+
+
+@pytest.mark.parametrize("languages", [["python"], "python", {"python": 1}])
+def test_languages_of_the_wrong_type_are_refused_before_any_sandbox_starts(languages):
+    with pytest.raises(codeexec.ConfigurationError, match="LanguageRegistry"):
+        codeexec.Executor("no-such-sandbox", languages=languages)
+
+
+def test_a_list_of_languages_is_a_registry():
+    python = next(lang for lang in codeexec.default_languages() if lang.name == "python")
+    with codeexec.Executor(languages=[python], max_workers=1) as ex:
+        assert ex.languages.names() == ["python"]
+
+
+@pytest.mark.parametrize(
+    "tests",
+    [[{"input": "1", "expect": "1"}], [{"stdin": "1", "input": "2"}], ["1"]],
+)
+def test_tests_with_unknown_or_doubled_keys_are_refused(tests):
+    with pytest.raises(codeexec.SubmissionError):
+        Submission(language="python", code="print(1)", tests=tests)
+
+
+def test_common_spellings_of_a_test_mean_what_they_say(executor):
+    sub = Submission(
+        language="python", code="print(int(input()) * 2)",
+        tests=[{"input": "2", "output": "4"}, {"input": "3", "answer": "7"}],
+    )
+    result = executor.run(sub)
+    assert [t.verdict for t in result.tests] == [Verdict.ACCEPTED, Verdict.WRONG_ANSWER]
+
+
+def test_a_progress_callback_that_raises_loses_no_result(executor, caplog):
+    def progress(done, total):
+        raise RuntimeError("the bar broke")
+
+    subs = [Submission(language="python", code=f"print({i})") for i in range(3)]
+    results = executor.run_many(subs, progress=progress)
+    assert [r.tests[0].stdout for r in results] == ["0\n", "1\n", "2\n"]
+    assert "progress callback raised" in caplog.text
+
+
+def test_a_checker_that_raises_is_an_internal_error_of_that_test(executor):
+    def broken(out, expected, test):
+        raise ZeroDivisionError("oops")
+
+    result = executor.run(Submission(language="python", code="print(1)",
+                                     tests=[TestCase("", "1")], checker=broken))
+    assert result.verdict is Verdict.INTERNAL_ERROR
+    assert result.tests[0].message == "the checker failed: ZeroDivisionError: oops"
+    assert result.tests[0].stdout == "1\n"  # the run itself is kept

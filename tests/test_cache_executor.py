@@ -221,3 +221,52 @@ def test_redis_killed_during_a_run():
             assert LayeredCache([cache.tiers[1]]).get("result:" + after.fingerprint)
     finally:
         server.stop()
+
+
+def _expects(value):
+    return lambda out, expected, test: out.strip() == value
+
+
+def test_checkers_from_one_factory_never_share_a_cached_verdict(process_sandbox):
+    """The cache served make("3")'s verdict to make("4"): an autograder's grades were
+    corrupted silently."""
+    code = "print(3)"
+    with Executor(process_sandbox, cache="memory://") as ex:
+        first = ex.run(
+            Submission(
+                language="python", code=code, checker=_expects("3"), tests=[TestCase("", "x")]
+            )
+        )
+        second = ex.run(
+            Submission(
+                language="python", code=code, checker=_expects("4"), tests=[TestCase("", "x")]
+            )
+        )
+        again = ex.run(
+            Submission(
+                language="python", code=code, checker=_expects("3"), tests=[TestCase("", "x")]
+            )
+        )
+    assert first.verdict == Verdict.ACCEPTED and not first.cached
+    assert second.verdict == Verdict.WRONG_ANSWER and not second.cached
+    assert again.verdict == Verdict.ACCEPTED and again.cached
+
+
+def test_a_checker_whose_behaviour_cannot_be_keyed_is_never_cached(process_sandbox):
+    class Expected:
+        value = "3"
+
+    expected = Expected()
+    sub = Submission(
+        language="python",
+        code="print(3)",
+        tests=[TestCase("", "x")],
+        checker=lambda out, exp, test: out.strip() == expected.value,
+    )
+    with Executor(process_sandbox, cache="memory://") as ex:
+        first = ex.run(sub)
+        expected.value = "4"  # the same checker object now judges differently
+        second = ex.run(sub)
+    assert first.verdict == Verdict.ACCEPTED and second.verdict == Verdict.WRONG_ANSWER
+    assert not first.cached and not second.cached
+    assert ex.stats["executed"] == 0 and ex.stats["hits"] == 0

@@ -2,12 +2,16 @@ import attrs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeexec import File, FloatChecker, Limits, Submission, TestCase
+from codeexec import CallableChecker, File, FloatChecker, Limits, Submission, TestCase
+from codeexec._languages import default_languages
 from codeexec.cache.keys import fingerprint
 
+LANGUAGES = {lang.name: lang for lang in default_languages()}
 
-def key(sub, version="v1", sandbox="process:1", compiled=True):
-    return fingerprint(sub, toolchain_version=version, sandbox=sandbox, compiled=compiled)
+
+def key(sub, version="v1", sandbox="process:1", language=None):
+    language = language or LANGUAGES[{"py": "python"}.get(sub.language, sub.language)]
+    return fingerprint(sub, language=language, toolchain_version=version, sandbox=sandbox)
 
 
 BASE = Submission(
@@ -62,3 +66,116 @@ def test_key_is_a_function_of_content(code, stdin):
     assert key(a) == key(b)
     c = Submission(language="python", code=code + b"#", tests=[TestCase(stdin)])
     assert key(c) != key(a)
+
+
+LIMIT_CHANGES = {
+    "cpu_time": 1.5,
+    "wall_time": 9,
+    "memory": "300M",
+    "pids": 9,
+    "output": "3M",
+    "file_size": "5M",
+    "network": True,
+}
+
+
+def test_every_limit_changes_the_key():
+    """Each field of Limits (run and compile) changes what a run may do: each is keyed."""
+    keys = {key(BASE)}
+    for field, value in LIMIT_CHANGES.items():
+        for which in ("limits", "compile_limits"):
+            changed = attrs.evolve(BASE, **{which: {"cpu_time": 1, field: value}})
+            keys.add(key(changed))
+    assert len(keys) == 1 + 2 * len(LIMIT_CHANGES)
+
+
+def test_a_language_registered_again_with_other_commands_changes_the_key():
+    """A host's own "cpp" with other flags, sources, artifacts or environment."""
+    cpp = LANGUAGES["cpp"]
+    variants = [
+        cpp,
+        attrs.evolve(cpp, compile=(*cpp.compile, "-DLOCAL")),
+        attrs.evolve(cpp, run=("./main", "--fast")),
+        attrs.evolve(cpp, source="solution.cpp"),
+        attrs.evolve(cpp, artifacts=("main", "extra")),
+        attrs.evolve(cpp, env={"OMP_NUM_THREADS": "1"}),
+    ]
+    assert len({key(BASE, language=lang) for lang in variants}) == len(variants)
+    # Aliases and the version probe do not change how a program runs.
+    same = attrs.evolve(cpp, aliases=("cc",), version_command=("g++", "-v"))
+    assert key(BASE, language=same) == key(BASE)
+
+
+def _make_equals(value):
+    return lambda out, test: out.strip() == value
+
+
+def _make_default(value):
+    def check(out, test, expected=value):
+        return out.strip() == expected
+
+    return check
+
+
+def _make_nested(value):
+    def check(out, test):
+        def inner():
+            return value
+
+        return out.strip() == inner()
+
+    return check
+
+
+THRESHOLD = [3]
+
+
+def _uses_global(out, test):
+    return int(out) <= THRESHOLD[0]
+
+
+def _checker_key(fn):
+    return key(attrs.evolve(BASE, checker=fn))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.integers(), st.text(max_size=8), st.floats(allow_nan=False), st.binary()),
+    st.one_of(st.integers(), st.text(max_size=8), st.floats(allow_nan=False), st.binary()),
+    st.sampled_from([_make_equals, _make_default, _make_nested]),
+)
+def test_checkers_that_judge_differently_never_share_a_key(a, b, factory):
+    """Two checkers from one factory that differ in a closure cell, a default or a
+    nested function's closure: the key differs exactly when the value does."""
+    first, second = factory(a), factory(b)
+    same_behaviour = type(a) is type(b) and repr(a) == repr(b)
+    assert (_checker_key(first) == _checker_key(second)) == same_behaviour
+
+
+def test_lambdas_that_differ_in_a_constant_have_other_keys():
+    assert _checker_key(lambda out, t: out == "3") != _checker_key(lambda out, t: out == "4")
+    assert _checker_key(lambda out, t: out == "3") == _checker_key(lambda out, t: out == "3")
+
+
+def test_a_module_global_the_checker_reads_is_keyed_by_its_value():
+    before = _checker_key(_uses_global)
+    THRESHOLD[0] = 4
+    try:
+        assert _checker_key(_uses_global) != before
+    finally:
+        THRESHOLD[0] = 3
+    assert _checker_key(_uses_global) == before
+
+
+def test_a_checker_that_sees_an_opaque_object_is_not_cacheable():
+    class Answers:
+        value = "3"
+
+    answers = Answers()
+    opaque = CallableChecker(lambda out, t: out.strip() == answers.value)
+    assert not opaque.cacheable
+    # Each such checker has its own key, so not even a shared flight mixes them up.
+    other = CallableChecker(lambda out, t: out.strip() == answers.value)
+    assert _checker_key(opaque) != _checker_key(other)
+    pinned = CallableChecker(lambda out, t: out.strip() == answers.value, identity="answers-v1")
+    assert pinned.cacheable and pinned.identity == "answers-v1"

@@ -42,7 +42,8 @@ def test_round_trip_keeps_submission_and_result(store):
     ident = store.save(sub, res)
     assert store.flush(10)
     stored = store.get(ident)
-    assert stored.submission == sub.to_dict()
+    assert stored.submission == sub
+    assert stored.submission.metadata == sub.metadata
     assert stored.result == res
     record = stored.record
     assert (record.user_id, record.problem_id, record.language) == ("alice", "echo", "python")
@@ -79,7 +80,7 @@ def test_same_code_and_tests_are_stored_once(store, tmp_path):
     assert len(blob_files(tmp_path, "tests")) == 1
     assert len(blob_files(tmp_path, "results")) == 41
     assert {store.record(i).code_key for i in ids[:40]} == {store.record(ids[0]).code_key}
-    assert store.get(ids[-1]).submission["code"] == "print(2)"
+    assert store.get(ids[-1]).submission.code == b"print(2)"
 
 
 @pytest.mark.parametrize(
@@ -208,10 +209,7 @@ def test_host_ids_are_kept(store):
     assert store.save(sub, result()) == "judge-42"
     assert store.save(submission(), result(), id="explicit.1") == "explicit.1"
     store.flush(10)
-    assert store.get("judge-42").submission["metadata"]["submission_id"] == "judge-42"
-    store.save(sub, result("wrong_answer"))  # a replay of the same id keeps the first
-    store.flush(10)
-    assert store.record("judge-42").verdict == "accepted"
+    assert store.get("judge-42").submission.metadata["submission_id"] == "judge-42"
 
 
 # ---------------------------------------------------------------------- durability
@@ -246,7 +244,7 @@ def test_accepted_records_survive_a_crash_of_the_host(tmp_path):
         assert store.meta.count() == 300
         for i in (0, 150, 299):
             stored = store.get(ids[i])
-            assert stored.submission["code"] == f"print({i})"
+            assert stored.submission.code == f"print({i})".encode()
             assert stored.result.tests[0].stdout == str(i)
     assert not list((tmp_path / "blobs" / ".journal").iterdir())  # settled and removed
 
@@ -342,7 +340,7 @@ def test_executor_stores_every_submission(tmp_path, process_sandbox):
         assert [r.cached for r in records] == [False, True, False]
         stored = store.get(first.metadata["submission_id"])
         assert stored.result.tests[0].stdout == "cba\n"
-        assert stored.submission["code"] == "print(input()[::-1])"
+        assert stored.submission.code == b"print(input()[::-1])"
         assert records[0].id == bad.metadata["submission_id"]
     # The executor made the store from a directory, so it closed it.
     with Store.at(tmp_path) as reopened:
@@ -413,3 +411,99 @@ def test_lifecycle_deletion_waits_for_a_writer_holding_the_blob_guard(tmp_path):
         deleter.join(10)
         assert reports[0].records_deleted == 1
         assert store.blobs.locate(code_key) is None
+
+
+def test_saving_an_id_again_keeps_a_revision_beside_the_old_one(store):
+    """A rejudge under the same submission_id was dropped silently (insert-ignore)."""
+    sub = codeexec.Submission(
+        language="python", code="print(1)", metadata={"submission_id": "judge-7"}
+    )
+    assert store.save(sub, result("wrong_answer")) == "judge-7"
+    assert store.save(sub, result("accepted")) == "judge-7"  # pending beside the first
+    assert [r.verdict for r in store.revisions("judge-7")] == ["wrong_answer", "accepted"]
+    assert store.flush(10)
+    store.save(sub, result("time_limit_exceeded"))
+    assert store.flush(10)
+    revisions = store.revisions("judge-7")
+    assert [r.verdict for r in revisions] == ["wrong_answer", "accepted", "time_limit_exceeded"]
+    assert len({r.result_key for r in revisions}) == 3  # each keeps its own full result
+    assert store.get("judge-7").result.verdict == "time_limit_exceeded"  # the newest
+    assert store.get("judge-7", revision=1).result.verdict == "wrong_answer"
+    assert store.get("judge-7", revision=-2).result.verdict == "accepted"
+    assert store.record("judge-7").verdict == "time_limit_exceeded"
+    assert len(store.query().records) == 3
+    with pytest.raises(RecordNotFoundError, match="3 revision"):
+        store.get("judge-7", revision=4)
+    with pytest.raises(StorageConfigError):
+        store.get("judge-7", revision=0)
+
+
+def test_the_lifecycle_deletes_and_moves_one_revision_not_its_id(tmp_path):
+    now = dt.datetime.now(UTC)
+    sub = codeexec.Submission(language="python", code="print(1)")
+    with Store.at(tmp_path) as store:
+        store.save(sub, result("wrong_answer"), id="r1", created_at=now - dt.timedelta(days=40))
+        store.save(sub, result("accepted"), id="r1", created_at=now)
+        assert store.flush(10)
+        report = store.lifecycle(delete_after=30, now=now)
+        assert report.records_deleted == 1
+        assert [r.verdict for r in store.revisions("r1")] == ["accepted"]
+        assert store.get("r1").result.verdict == "accepted"  # its blobs are all there
+
+
+def test_a_stored_submission_comes_back_byte_for_byte(store):
+    sub = codeexec.Submission(
+        language="python",
+        code='print("café 日本")',
+        files=[codeexec.File("data.bin", bytes(range(256)), executable=True)],
+        tests=[codeexec.TestCase(stdin=b"\xff\x00", expected="ñ\n", name="ü")],
+        checker=codeexec.FloatChecker(abs_tol=0.5),
+        metadata={"user_id": "ü", "tags": ["a", {"n": 1.5}]},
+    )
+    ident = store.save(sub, result())
+    assert store.get(ident).submission == sub  # pending
+    assert store.flush(10)
+    stored = store.get(ident).submission
+    assert stored == sub and stored.code == 'print("café 日本")'.encode()
+    assert stored.metadata == {"user_id": "ü", "tags": ["a", {"n": 1.5}]}
+
+
+def test_a_callable_checker_comes_back_as_its_record(store):
+    checker = codeexec.CallableChecker(lambda out, exp, test: True, identity="mine-v1")
+    sub = codeexec.Submission(language="python", code="print(1)", checker=checker)
+    ident = store.save(sub, result())
+    assert store.flush(10)
+    stored = store.get(ident).submission
+    assert stored.checker == codeexec.RecordedChecker("mine-v1")
+    assert stored.code == sub.code
+
+
+def test_records_written_in_the_first_format_still_read_back(store):
+    """Records journaled or stored before format 2 held bytes as latin-1 text."""
+    data = submission(code="print('é')").to_dict()
+    del data["format"]
+    data["code"] = "print('é')".encode().decode("latin-1")
+    data["tests"][0]["stdin"] = "é".encode().decode("latin-1")
+    back = codeexec.Submission.from_dict(data)
+    assert back.code == "print('é')".encode() and back.tests[0].stdin == "é".encode()
+
+
+def test_ids_are_uuid7(store):
+    import uuid
+
+    ident = store.save(submission(), result())
+    parsed = uuid.UUID(hex=ident)
+    assert parsed.version == 7 and len(ident) == 32
+
+
+def test_a_bad_record_id_is_refused_before_the_program_runs(tmp_path, process_sandbox):
+    ran = tmp_path / "ran"
+    code = f"open({str(ran)!r}, 'w').write('x')"
+    with codeexec.Executor(process_sandbox, store=tmp_path / "store") as ex:
+        for metadata in ({"submission_id": "../../etc"}, {"user_id": "u" * 300}):
+            sub = codeexec.Submission(language="python", code=code, metadata=metadata)
+            with pytest.raises(StorageConfigError):
+                ex.run(sub)
+            with pytest.raises(StorageConfigError):
+                ex.submit(sub)
+    assert not ran.exists()

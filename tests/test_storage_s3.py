@@ -114,7 +114,7 @@ def test_an_interrupted_move_is_finished_by_the_next_run(store):
     assert [blobs.locate(k) for k in (record.code_key, record.tests_key, record.result_key)] == [
         "cold", "cold", "cold",
     ]  # fmt: skip
-    assert store.get(ident).submission["code"] == "print('interrupted')"
+    assert store.get(ident).submission.code == b"print('interrupted')"
 
 
 def test_the_cli_runs_the_lifecycle(tmp_path, s3_server, cold_url):

@@ -10,13 +10,16 @@ infrastructure that failed.
     ├── SubmissionError (ValueError)        bad input, raised before anything runs
     │   ├── UnknownLanguageError (LookupError)
     │   └── LimitsError
+    ├── ConfigurationError (ValueError)     an Executor/Store/... option it cannot use
+    ├── FormatError (ValueError)            a dict or JSON that codeexec did not write
     ├── ToolchainError                       a language's compiler/interpreter is missing
     ├── SandboxError                         a sandbox failed to do its job
     │   ├── SandboxUnavailableError          the backend cannot run on this host (with why)
     │   └── UnknownSandboxError (LookupError)
     ├── CacheError                           a cache tier failed
     ├── StorageError                         a store failed
-    │   ├── StorageConfigError (ValueError)  unknown URL scheme, bad option (nothing stored)
+    │   ├── StorageConfigError (Configuration-  unknown URL scheme, bad option, bad id
+    │   │                       Error)       (nothing stored)
     │   ├── StorageUnavailableError          a database or bucket cannot be reached
     │   ├── StoreFullError                   the write-behind queue stayed full
     │   └── RecordNotFoundError (KeyError)   no stored submission has that id
@@ -32,7 +35,9 @@ from __future__ import annotations
 __all__ = [
     "CacheError",
     "CodeExecError",
+    "ConfigurationError",
     "DispatchError",
+    "FormatError",
     "JobError",
     "JobTimeout",
     "LimitsError",
@@ -75,6 +80,16 @@ class LimitsError(SubmissionError):
     """A limit is negative, zero where it must be positive, or not understood."""
 
 
+class ConfigurationError(CodeExecError, ValueError):
+    """A part was configured with something it cannot use: a wrong type, an unknown
+    option, a value out of range. Raised when the part is made, before anything runs."""
+
+
+class FormatError(CodeExecError, ValueError):
+    """A dict (or JSON document) given to a ``from_dict`` is not one ``to_dict`` made:
+    a key is missing or unknown, or a value has the wrong type."""
+
+
 class ToolchainError(CodeExecError):
     """A language is known but its compiler or interpreter is not usable here."""
 
@@ -109,7 +124,7 @@ class StorageError(CodeExecError):
     """A store failed to save or load."""
 
 
-class StorageConfigError(StorageError, ValueError):
+class StorageConfigError(StorageError, ConfigurationError):
     """A store was configured with something it cannot use (raised before anything is
     written): an unknown URL scheme, a missing driver, a bad option."""
 

@@ -30,8 +30,15 @@ from typing import Any
 import attrs
 
 from ._cached import CachedJudge
-from ._errors import CodeExecError, JobError, JobTimeout, StorageError
-from ._languages import LanguageRegistry, default_languages
+from ._errors import (
+    CodeExecError,
+    ConfigurationError,
+    JobError,
+    JobTimeout,
+    StorageError,
+    SubmissionError,
+)
+from ._languages import Language, LanguageRegistry, default_languages
 from ._model import Result, Submission, Verdict
 from ._runner import Prepared, Runner
 from .backends import get_sandbox
@@ -107,13 +114,29 @@ class Job:
         return f"<Job {self.id} {self.status.value}>"
 
 
+def _registry(languages: object) -> LanguageRegistry:
+    """The ``languages`` option as a registry: a registry, Language objects, or None."""
+    if languages is None:
+        return LanguageRegistry(default_languages())
+    if isinstance(languages, LanguageRegistry):
+        return languages
+    if isinstance(languages, list | tuple) and all(isinstance(x, Language) for x in languages):
+        return LanguageRegistry(languages)
+    raise ConfigurationError(
+        "languages must be a LanguageRegistry or a list of Language objects"
+        f" (to limit the built-in ones: LanguageRegistry(l for l in default_languages()"
+        f" if l.name in ...)), got {languages!r:.80}"
+    )
+
+
 class Executor:
     """Runs submissions on a sandbox.
 
     :param sandbox: a :class:`~codeexec.backends.Sandbox` object, or a name
         (``"process"``, or a third party's entry point). A sandbox created from a name
         is owned and closed by the executor; an object passed in is not.
-    :param languages: a :class:`LanguageRegistry` (default: the built-in languages).
+    :param languages: a :class:`LanguageRegistry` or a list of :class:`Language`
+        (default: the built-in languages).
     :param max_workers: submissions judged at once by ``run_many``/``submit``
         (default: the sandbox's concurrency).
     :param sandbox_options: keyword arguments for a sandbox created from a name.
@@ -144,6 +167,7 @@ class Executor:
         store: object = None,
         dispatcher: object = None,
     ) -> None:
+        self.languages = _registry(languages)
         self._owns_sandbox = isinstance(sandbox, str)
         # A cache made here from URLs is ours to close; objects passed in are not.
         self._owns_cache = isinstance(cache, str) or (
@@ -163,7 +187,6 @@ class Executor:
             if self._owns_store and getattr(self, "store", None) is not None:
                 self.store.close()
             raise
-        self.languages = languages or LanguageRegistry(default_languages())
         self.runner = Runner(self.sandbox, self.languages, shared_artifacts=self.cache)
         self.max_workers = max_workers or max(1, self.sandbox.concurrency)
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -183,9 +206,9 @@ class Executor:
         if self._closed:
             raise CodeExecError("the executor is closed")
         if not isinstance(submission, Submission):
-            from ._errors import SubmissionError
-
             raise SubmissionError(f"expected a Submission, got {type(submission).__name__}")
+        if self.store is not None:
+            self.store.check(submission)  # a bad record id must not cost a judged result
         return self.runner.prepare(submission)
 
     def run(self, submission: Submission) -> Result:
@@ -201,7 +224,8 @@ class Executor:
         """Judge many submissions concurrently; results come in the submissions' order.
 
         Every submission is validated first, so a bad one raises before any runs.
-        ``progress(done, total)`` is called after each one finishes.
+        ``progress(done, total)`` is called after each one finishes; if it raises, the
+        error is logged and judging goes on (a progress bar must not cost results).
         """
         prepared = [self.prepare(s) for s in submissions]
         total = len(prepared)
@@ -215,7 +239,10 @@ class Executor:
             if progress is not None:
                 with lock:
                     done += 1
-                    progress(done, total)
+                    try:
+                        progress(done, total)
+                    except Exception:
+                        log.exception("the progress callback raised (judging goes on)")
             return result
 
         futures = [self._pool.submit(one, p) for p in prepared]
@@ -270,7 +297,7 @@ class Executor:
 
     def _judge(self, prepared: Prepared, enqueued: float) -> Result:
         queue_time = time.monotonic() - enqueued
-        if self._cached is not None:
+        if self._cached is not None and prepared.cacheable:
             result = self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
         else:
             result = self._execute(prepared, queue_time)

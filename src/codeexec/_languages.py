@@ -62,6 +62,17 @@ class Language:
     def compiled(self) -> bool:
         return self.compile is not None
 
+    def definition(self) -> dict[str, Any]:
+        """What decides how a program of this language builds and runs (everything but
+        the name's aliases and the version probe): part of every cache key."""
+        return {
+            "source": self.source,
+            "compile": None if self.compile is None else list(self.compile),
+            "run": list(self.run),
+            "artifacts": list(self.artifacts),
+            "env": dict(sorted(self.env.items())),
+        }
+
     def tools(self) -> list[str]:
         """Tool names this language needs (first words of its commands)."""
         names = []

@@ -7,7 +7,12 @@ Units: seconds for times, bytes for sizes (sizes also accept ``"256M"``).
 
 from __future__ import annotations
 
+import base64
+import binascii
+import difflib
 import enum
+import json
+import math
 import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,12 +21,13 @@ from typing import Any
 import attrs
 
 from ._checkers import Checker, get_checker
-from ._errors import LimitsError, SubmissionError
+from ._errors import CodeExecError, FormatError, LimitsError, SubmissionError
 from ._units import parse_duration, parse_size
 
 __all__ = [
     "MAX_ARGS_BYTES",
     "MAX_FILES_BYTES",
+    "MAX_METADATA_BYTES",
     "MAX_TESTS",
     "CompileResult",
     "File",
@@ -43,6 +49,96 @@ MAX_ARGS_BYTES = 16 * 1024
 MAX_PATH_DEPTH = 32
 MAX_PATH_BYTES = 1024
 MAX_NAME_BYTES = 255
+#: A submission's metadata, as JSON, may take at most this many bytes.
+MAX_METADATA_BYTES = 64 * 1024
+#: The largest limits accepted: beyond them a limit means nothing on any machine (and
+#: output is held in memory, so its cap is lower).
+MAX_SECONDS = 24 * 3600.0
+MAX_MEMORY = 2**40
+MAX_PIDS = 4 * 1024 * 1024
+MAX_OUTPUT = 2**30
+MAX_FILE_SIZE = 2**40
+
+#: The shape of the dicts ``to_dict`` makes. Format 1 (no ``"format"`` key) held bytes
+#: as latin-1 text; format 2 holds UTF-8 bytes as text and other bytes as
+#: ``{"base64": ...}``, so both read back byte for byte.
+DICT_FORMAT = 2
+
+
+class _StrictKeywords:
+    """Refuses unknown keyword arguments with the class's own typed error (and a
+    suggestion), instead of Python's bare ``TypeError``: ``Limits(cputime=1)`` says
+    ``did you mean 'cpu_time'?``."""
+
+    _unknown_error: type[CodeExecError] = SubmissionError
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        known = {field.alias for field in attrs.fields(cls) if field.init}  # type: ignore[arg-type]
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, known, n=1)
+                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise cls._unknown_error(
+                f"{cls.__name__}: unknown field {', '.join(hints)};"
+                f" fields are {', '.join(sorted(known))}"
+            )
+        return object.__new__(cls)
+
+
+def bytes_to_json(data: bytes) -> str | dict[str, str]:
+    """Bytes as JSON: the text when they are UTF-8, else ``{"base64": ...}``."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"base64": base64.b64encode(data).decode("ascii")}
+
+
+def bytes_from_json(value: object, what: str, *, legacy: bool = False) -> bytes:
+    """What :func:`bytes_to_json` made, back to the same bytes (``legacy``: format 1)."""
+    if isinstance(value, str):
+        try:
+            return value.encode("latin-1" if legacy else "utf-8")
+        except UnicodeEncodeError as exc:
+            raise FormatError(f"{what}: not encodable: {exc}") from None
+    if isinstance(value, Mapping) and set(value) == {"base64"}:
+        try:
+            return base64.b64decode(value["base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise FormatError(f"{what}: bad base64: {exc}") from None
+    raise FormatError(f"{what}: expected text or {{'base64': ...}}, got {value!r:.80}")
+
+
+def read_fields(
+    data: object, what: str, required: Iterable[str] = (), optional: Iterable[str] = ()
+) -> Mapping[str, Any]:
+    """``data`` checked to be a mapping with every ``required`` key and no key outside
+    ``required`` and ``optional``; :class:`FormatError` otherwise."""
+    if not isinstance(data, Mapping):
+        raise FormatError(f"{what}: expected a dict, got {type(data).__name__}")
+    required = tuple(required)
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise FormatError(f"{what}: missing {', '.join(missing)}")
+    unknown = sorted(set(data) - set(required) - set(optional), key=str)
+    if unknown:
+        raise FormatError(f"{what}: unknown key(s) {', '.join(map(repr, unknown))}")
+    return data
+
+
+def _from_fields(cls: Any, data: object, what: str, **converted: Any) -> Any:
+    """``cls(**data)`` for a dict ``to_dict`` made (attrs field names), with
+    ``converted`` values replacing the raw ones; any error a :class:`FormatError`."""
+    names = [field.name for field in attrs.fields(cls)]
+    fields = dict(read_fields(data, what, optional=names))
+    fields.update(converted)
+    try:
+        return cls(**fields)
+    except FormatError:
+        raise
+    except (CodeExecError, TypeError, ValueError) as exc:
+        raise FormatError(f"{what}: {exc}") from exc
 
 
 class Verdict(enum.StrEnum):
@@ -83,10 +179,10 @@ def str_tuple(value: Iterable[str]) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------- limits
 
 
-def _seconds(value: object, what: str) -> float:
+def _seconds(value: object, what: str, maximum: float = MAX_SECONDS) -> float:
     seconds = parse_duration(value, what=what)
-    if seconds <= 0:
-        raise LimitsError(f"{what}: must be positive, got {value!r}")
+    if not 0 < seconds <= maximum:
+        raise LimitsError(f"{what}: must be more than 0 and at most {maximum:g}s, got {value!r}")
     return seconds
 
 
@@ -95,33 +191,34 @@ def _cpu_time(value: object) -> float:
 
 
 def _wall_time(value: object) -> float | None:
-    return None if value is None else _seconds(value, "wall_time")
+    # cpu_time's default wall time (3 * cpu_time + 1) must fit under the cap too.
+    return None if value is None else _seconds(value, "wall_time", 3 * MAX_SECONDS + 1)
 
 
-def _bytes(value: object, what: str, minimum: int) -> int:
+def _bytes(value: object, what: str, minimum: int, maximum: int) -> int:
     size = parse_size(value, what=what)
-    if size < minimum:
-        raise LimitsError(f"{what}: must be at least {minimum} bytes, got {value!r}")
+    if not minimum <= size <= maximum:
+        raise LimitsError(f"{what}: must be from {minimum} to {maximum} bytes, got {value!r}")
     return size
 
 
 def _memory(value: object) -> int:
-    return _bytes(value, "memory", 4 * 1024 * 1024)
+    return _bytes(value, "memory", 4 * 1024 * 1024, MAX_MEMORY)
 
 
 def _output(value: object) -> int:
-    return _bytes(value, "output", 1)
+    return _bytes(value, "output", 1, MAX_OUTPUT)
 
 
 def _file_size(value: object) -> int:
-    return _bytes(value, "file_size", 1)
+    return _bytes(value, "file_size", 1, MAX_FILE_SIZE)
 
 
 def _pids(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise LimitsError(f"pids: expected a whole number, got {value!r}")
-    if value < 1:
-        raise LimitsError(f"pids: must be at least 1, got {value!r}")
+    if not 1 <= value <= MAX_PIDS:
+        raise LimitsError(f"pids: must be from 1 to {MAX_PIDS}, got {value!r}")
     return value
 
 
@@ -132,7 +229,7 @@ def _network(value: object) -> bool:
 
 
 @attrs.frozen(kw_only=True)
-class Limits:
+class Limits(_StrictKeywords):
     """Resource limits for one run of a program.
 
     - ``cpu_time``: seconds of CPU, all processes and threads of the run together.
@@ -143,7 +240,12 @@ class Limits:
     - ``file_size``: the largest file the program may write, and the size of its
       scratch space.
     - ``network``: ``False`` (default) leaves the program without any network.
+
+    Each limit has a ceiling (a day of CPU or wall time, 1 TiB of memory or file size,
+    1 GiB of output, 4Mi pids): a larger value is a :class:`~codeexec.LimitsError`.
     """
+
+    _unknown_error = LimitsError
 
     cpu_time: float = attrs.field(default=2.0, converter=_cpu_time)
     wall_time: float | None = attrs.field(default=None, converter=_wall_time)
@@ -158,11 +260,14 @@ class Limits:
         """The wall time actually applied."""
         return self.wall_time if self.wall_time is not None else 3 * self.cpu_time + 1.0
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict, with ``wall_time`` resolved."""
+    def to_dict(self, *, applied: bool = False) -> dict[str, Any]:
+        """Plain JSON-ready dict of the fields as given (``wall_time`` None means the
+        default), so ``Limits.from_dict(l.to_dict()) == l``. ``applied=True`` gives
+        the wall time actually applied instead: equal runs, equal dicts (what cache
+        keys and reproducibility records use)."""
         return {
             "cpu_time": self.cpu_time,
-            "wall_time": self.effective_wall_time,
+            "wall_time": self.effective_wall_time if applied else self.wall_time,
             "memory": self.memory,
             "pids": self.pids,
             "output": self.output,
@@ -172,7 +277,8 @@ class Limits:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Limits:
-        return cls(**dict(data))
+        """The limits ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        return _from_fields(cls, data, "limits")  # type: ignore[no-any-return]
 
     @classmethod
     def coerce(cls, value: object, *, what: str = "limits") -> Limits:
@@ -249,7 +355,7 @@ def _relative_path(value: object) -> str:
 
 
 @attrs.frozen
-class File:
+class File(_StrictKeywords):
     """A file placed in the program's work directory before it runs."""
 
     path: str = attrs.field(converter=_relative_path)
@@ -257,15 +363,23 @@ class File:
     executable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; content as text when it is UTF-8, else ``{"base64": ...}``."""
         return {
             "path": self.path,
-            "content": self.content.decode("latin-1"),
+            "content": bytes_to_json(self.content),
             "executable": self.executable,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> File:
-        return cls(data["path"], data["content"].encode("latin-1"), data.get("executable", False))
+    def from_dict(cls, data: Mapping[str, Any], *, legacy: bool = False) -> File:
+        """The file ``to_dict`` gave, byte for byte (``legacy``: a format-1 dict)."""
+        fields = read_fields(data, "file", ("path", "content"), ("executable",))
+        return _from_fields(  # type: ignore[no-any-return]
+            cls,
+            fields,
+            "file",
+            content=bytes_from_json(fields["content"], "file content", legacy=legacy),
+        )
 
 
 def _args(value: object) -> tuple[str, ...]:
@@ -279,6 +393,12 @@ def _args(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _test_name(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise SubmissionError(f"a test's name must be a string or None, got {value!r}")
+    return value
+
+
 def _compile_limits(value: object) -> Limits:
     return DEFAULT_COMPILE_LIMITS if value is None else Limits.coerce(value, what="compile_limits")
 
@@ -287,8 +407,17 @@ def _limits(value: object) -> Limits:
     return Limits.coerce(value)
 
 
+#: Other spellings of a test's fields that test files in the wild use.
+_TEST_ALIASES = {
+    "input": "stdin",
+    "output": "expected",
+    "expected_output": "expected",
+    "answer": "expected",
+}
+
+
 @attrs.frozen
-class TestCase:
+class TestCase(_StrictKeywords):
     """One test: the program's stdin, the expected stdout (or None), extra argv."""
 
     __test__ = False  # not a pytest test class
@@ -296,25 +425,38 @@ class TestCase:
     stdin: bytes = attrs.field(default=b"", converter=_stdin)
     expected: bytes | None = attrs.field(default=None, converter=_expected)
     args: tuple[str, ...] = attrs.field(default=(), converter=_args)
-    name: str | None = None
+    name: str | None = attrs.field(default=None, converter=_test_name)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; bytes as text when they are UTF-8, else ``{"base64": ...}``."""
         return {
-            "stdin": self.stdin.decode("latin-1"),
-            "expected": None if self.expected is None else self.expected.decode("latin-1"),
+            "stdin": bytes_to_json(self.stdin),
+            "expected": None if self.expected is None else bytes_to_json(self.expected),
             "args": list(self.args),
             "name": self.name,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TestCase:
-        expected = data.get("expected")
-        return cls(
-            stdin=data.get("stdin", "").encode("latin-1"),
-            expected=None if expected is None else expected.encode("latin-1"),
-            args=tuple(data.get("args", ())),
-            name=data.get("name"),
-        )
+    def from_dict(cls, data: Mapping[str, Any], *, legacy: bool = False) -> TestCase:
+        """The test ``to_dict`` gave, byte for byte (``legacy``: a format-1 dict).
+
+        Hand-written tests may also say ``input`` for ``stdin`` and ``output``,
+        ``expected_output`` or ``answer`` for ``expected``; any other key is a
+        :class:`~codeexec.FormatError` (a misspelt key would otherwise run the program
+        with no input and judge nothing)."""
+        if not isinstance(data, Mapping):
+            raise FormatError(f"a test must be a dict, got {type(data).__name__}")
+        fields: dict[str, Any] = {}
+        for key, value in data.items():
+            name = _TEST_ALIASES.get(key, key)
+            if name in fields:
+                raise FormatError(f"a test gives {name!r} twice (as {key!r} too)")
+            fields[name] = value
+        read_fields(fields, "test", optional=("stdin", "expected", "args", "name"))
+        for name in ("stdin", "expected"):
+            if fields.get(name) is not None:
+                fields[name] = bytes_from_json(fields[name], f"test {name}", legacy=legacy)
+        return _from_fields(cls, fields, "test")  # type: ignore[no-any-return]
 
 
 def _files(value: object) -> tuple[File, ...]:
@@ -340,7 +482,10 @@ def _tests(value: object) -> tuple[TestCase, ...]:
     out = []
     for item in value:
         if isinstance(item, Mapping):
-            item = TestCase(**item)
+            try:
+                item = TestCase.from_dict(item)
+            except FormatError as exc:
+                raise SubmissionError(str(exc)) from None
         if not isinstance(item, TestCase):
             raise SubmissionError(f"tests must contain TestCase objects, got {item!r}")
         out.append(item)
@@ -353,22 +498,58 @@ def _language(value: object) -> str:
     return value.strip().lower()
 
 
+def _json_value(value: object, where: str, depth: int = 0) -> None:
+    """Refuse what JSON would not give back as it is (metadata travels as JSON)."""
+    if depth > 32:
+        raise SubmissionError(f"metadata nests deeper than 32 levels at {where}")
+    if value is None or isinstance(value, bool | int | str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise SubmissionError(f"metadata{where}: {value!r} is not JSON")
+        return
+    if isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _json_value(item, f"{where}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise SubmissionError(f"metadata{where}: key {key!r} is not a string")
+            _json_value(item, f"{where}[{key!r}]", depth + 1)
+        return
+    raise SubmissionError(
+        f"metadata{where}: a value of type {type(value).__name__} is not JSON"
+        " (metadata is stored and sent as JSON: use str, int, float, bool, None, list, dict)"
+    )
+
+
 def _metadata(value: object) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise SubmissionError(f"metadata must be a mapping, got {type(value).__name__}")
-    return dict(value)
+    metadata = dict(value)
+    _json_value(metadata, "")
+    size = len(json.dumps(metadata, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise SubmissionError(f"metadata takes {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
+    return metadata
 
 
 @attrs.frozen(kw_only=True)
-class Submission:
+class Submission(_StrictKeywords):
     """What a host asks codeexec to run: a program in a language, and its tests.
 
     ``code`` is the main source file's content; ``files`` adds more files (or holds the
     main file itself when ``code`` is None). With no tests, one test with empty stdin
     and no expected output is run. ``metadata`` carries host keys (``user_id``,
-    ``problem_id``, ...) and never affects execution or the fingerprint.
+    ``problem_id``, ...) and never affects execution or the fingerprint; it must be
+    JSON (str keys; str, int, float, bool, None, list, dict values; at most 64 KiB),
+    because it is stored and sent as JSON.
+
+    Caps: at most :data:`MAX_TESTS` (4096) tests and :data:`MAX_FILES_BYTES` (32 MiB) of
+    code and files together; a file path at most 32 levels and 1024 bytes.
     """
 
     language: str = attrs.field(converter=_language)
@@ -400,9 +581,11 @@ class Submission:
         return self.tests or (TestCase(),)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, and read back by :meth:`from_dict` byte for byte."""
         return {
+            "format": DICT_FORMAT,
             "language": self.language,
-            "code": None if self.code is None else self.code.decode("latin-1"),
+            "code": None if self.code is None else bytes_to_json(self.code),
             "files": [f.to_dict() for f in self.files],
             "tests": [t.to_dict() for t in self.tests],
             "limits": self.limits.to_dict(),
@@ -412,23 +595,44 @@ class Submission:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Submission:
-        """The submission ``to_dict`` gave (built-in checkers only: a callable checker
-        cannot be rebuilt from data, and raises :class:`SubmissionError`)."""
-        from ._checkers import checker_from_identity
+    def from_dict(cls, data: Mapping[str, Any], *, recorded_checker: bool = False) -> Submission:
+        """The submission ``to_dict`` gave.
 
-        code = data.get("code")
+        A callable checker's identity names code, not data: it cannot be rebuilt, so it
+        raises :class:`SubmissionError`, unless ``recorded_checker`` is true: then the
+        checker is a :class:`~codeexec.RecordedChecker` that keeps the identity (how
+        the store gives back what it kept)."""
+        from ._checkers import RecordedChecker, checker_from_identity
+
+        fields = read_fields(
+            data,
+            "submission",
+            ("language",),
+            ("format", "code", "files", "tests", "limits", "compile_limits", "checker", "metadata"),
+        )
+        version = fields.get("format", 1)
+        if version not in (1, DICT_FORMAT):
+            raise FormatError(f"submission: format {version!r} is newer than this codeexec")
+        legacy = version == 1
+        code = fields.get("code")
+        identity = fields.get("checker", "default")
+        try:
+            checker = checker_from_identity(identity)
+        except SubmissionError:
+            if not recorded_checker or not isinstance(identity, str):
+                raise
+            checker = RecordedChecker(identity)
+        limits = fields.get("limits")
+        compile_limits = fields.get("compile_limits")
         return cls(
-            language=data["language"],
-            code=None if code is None else code.encode("latin-1"),
-            files=[File.from_dict(f) for f in data.get("files", ())],
-            tests=[TestCase.from_dict(t) for t in data.get("tests", ())],
-            limits=Limits.from_dict(data["limits"]) if "limits" in data else None,
-            compile_limits=(
-                Limits.from_dict(data["compile_limits"]) if "compile_limits" in data else None
-            ),
-            checker=checker_from_identity(data.get("checker", "default")),
-            metadata=data.get("metadata"),
+            language=fields["language"],
+            code=None if code is None else bytes_from_json(code, "code", legacy=legacy),
+            files=[File.from_dict(f, legacy=legacy) for f in fields.get("files", ())],
+            tests=[TestCase.from_dict(t, legacy=legacy) for t in fields.get("tests", ())],
+            limits=None if limits is None else Limits.from_dict(limits),
+            compile_limits=None if compile_limits is None else Limits.from_dict(compile_limits),
+            checker=checker,
+            metadata=fields.get("metadata"),
         )
 
 
@@ -478,7 +682,17 @@ class TestResult(Measured):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
-        return cls(**dict(data))
+        """The test result ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        return _from_fields(
+            cls,
+            read_fields(
+                data,
+                "test result",
+                ("verdict",),  # type: ignore[no-any-return]
+                _field_names(cls),
+            ),
+            "test result",
+        )
 
 
 @attrs.frozen(kw_only=True)
@@ -495,7 +709,17 @@ class CompileResult(Measured):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CompileResult:
-        return cls(**dict(data))
+        """The compile result ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        return _from_fields(
+            cls,
+            read_fields(
+                data,
+                "compile result",
+                ("ok",),  # type: ignore[no-any-return]
+                _field_names(cls),
+            ),
+            "compile result",
+        )
 
 
 def _test_results(value: Iterable[TestResult]) -> tuple[TestResult, ...]:
@@ -554,19 +778,23 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
-        compile_data = data.get("compile")
-        return cls(
-            verdict=data["verdict"],
-            tests=tuple(TestResult.from_dict(t) for t in data.get("tests", ())),
+        """The result ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        fields = dict(read_fields(data, "result", ("verdict",), _field_names(cls)))
+        tests = fields.get("tests", ())
+        compile_data = fields.get("compile")
+        if not isinstance(tests, list | tuple):
+            raise FormatError(f"result: tests must be a list, got {type(tests).__name__}")
+        return _from_fields(  # type: ignore[no-any-return]
+            cls,
+            fields,
+            "result",
+            tests=tuple(TestResult.from_dict(t) for t in tests),
             compile=None if compile_data is None else CompileResult.from_dict(compile_data),
-            cached=data.get("cached", False),
-            fingerprint=data.get("fingerprint", ""),
-            backend=data.get("backend", ""),
-            queue_time=data.get("queue_time", 0.0),
-            total_time=data.get("total_time", 0.0),
-            reproducibility=data.get("reproducibility", {}),
-            metadata=data.get("metadata", {}),
         )
+
+
+def _field_names(cls: Any) -> list[str]:
+    return [field.name for field in attrs.fields(cls)]
 
 
 def cpu_count() -> int:

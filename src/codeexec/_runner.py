@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from cachetools import LRUCache
 
-from ._checkers import Checker
+from ._checkers import Checker, is_cacheable
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from .backends._protocol import RunOutcome, RunRequest, Sandbox
@@ -89,7 +89,11 @@ def classify(
         return Verdict.RUNTIME_ERROR, None, f"exit code {outcome.exit_code}"
     if test is None or test.expected is None or checker is None:
         return Verdict.ACCEPTED, None, ""
-    check = checker.check(outcome.stdout, test.expected, test)
+    try:
+        check = checker.check(outcome.stdout, test.expected, test)
+    except Exception as exc:  # the checker's fault, not the program's: say so per test
+        log.warning("checker %s raised", checker.identity, exc_info=True)
+        return Verdict.INTERNAL_ERROR, None, f"the checker failed: {type(exc).__name__}: {exc}"
     if check.ok:
         return Verdict.ACCEPTED, None, check.message
     return Verdict.WRONG_ANSWER, None, check.message
@@ -130,8 +134,8 @@ class ArtifactCache:
         for part in (
             language.name,
             toolchain.version,
-            repr(language.compile),
-            repr(limits.to_dict()),
+            json.dumps(language.definition(), sort_keys=True),
+            json.dumps(limits.to_dict(applied=True), sort_keys=True),
         ):
             h.update(part.encode())
             h.update(b"\0")
@@ -184,6 +188,9 @@ class Prepared:
     language: Language
     toolchain: Toolchain
     fingerprint: str
+    #: Whether the result may come from or go to the result cache (False when the
+    #: checker's behaviour cannot be keyed; see :class:`~codeexec.CallableChecker`).
+    cacheable: bool = True
 
 
 class Runner:
@@ -213,11 +220,11 @@ class Runner:
             )
         key = fingerprint(
             submission,
+            language=language,
             toolchain_version=toolchain.version,
             sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
-            compiled=language.compiled,
         )
-        return Prepared(submission, language, toolchain, key)
+        return Prepared(submission, language, toolchain, key, is_cacheable(submission.checker))
 
     def _files(self, prepared: Prepared) -> tuple[File, ...]:
         sub = prepared.submission
@@ -375,7 +382,9 @@ class Runner:
             "compile_command": list(prepared.language.compile or ()),
             "run_command": list(prepared.language.run),
             "backend": {"name": self.sandbox.name, "version": self.sandbox.version},
-            "limits": sub.limits.to_dict(),
-            "compile_limits": sub.compile_limits.to_dict() if prepared.language.compiled else None,
+            "limits": sub.limits.to_dict(applied=True),
+            "compile_limits": sub.compile_limits.to_dict(applied=True)
+            if prepared.language.compiled
+            else None,
             "checker": sub.checker.identity,
         }

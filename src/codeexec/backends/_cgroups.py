@@ -9,7 +9,8 @@ instead of migrating into it per run.
 
 Per run, :meth:`Slot.begin` resets the peak counters and :meth:`Slot.end` reads CPU time
 (all processes of the run, including orphans), the memory peak, and whether the OOM
-killer struck. v1 uses cgroupspy's controllers; v2 uses the unified files.
+killer struck. Both hierarchies are plain files, held open per slot (v1 the per-controller
+ones, v2 the unified ones): a library over them would add a layer and no checks.
 """
 
 from __future__ import annotations
@@ -232,17 +233,14 @@ class _Counter:
 
 class _SlotV1(Slot):
     def __init__(self, dirs: dict[str, str]) -> None:
-        from cgroupspy.controllers import MemoryController
-        from cgroupspy.nodes import Node
-
         self._dirs = dirs
         for d in dirs.values():
             os.makedirs(d, exist_ok=True)
-        memory = MemoryController(Node(dirs["memory"].encode()))
-        # Not in the root memory cgroup, nor on every kernel.
-        with contextlib.suppress(OSError):
-            memory.swappiness = 0
         mem = dirs["memory"]
+        # No swapping inside the limit (not in the root memory cgroup, nor on every
+        # kernel): a run's memory is RAM, as its verdict assumes.
+        with contextlib.suppress(OSError), open(os.path.join(mem, "memory.swappiness"), "w") as f:
+            f.write("0")
         self._has_memsw = os.path.exists(os.path.join(mem, "memory.memsw.limit_in_bytes"))
         self._usage = _Counter(os.path.join(mem, "memory.usage_in_bytes"))
         self._limit_file = _Counter(os.path.join(mem, "memory.limit_in_bytes"), True)

@@ -1,9 +1,10 @@
 """Fingerprints: a stable content key for "the same run".
 
-Two submissions with equal fingerprints execute identically: same language and detected
-toolchain version, same files, tests, limits and checker, on the same sandbox (name and
-version). The key is a SHA-256 over a canonical JSON document (sorted keys, contents
-replaced by their own SHA-256), never Python's ``hash()``, so it is the same in every
+Two submissions with equal fingerprints execute identically: same language (its name,
+its definition: commands, file names, environment; and the detected toolchain version),
+same files, tests, limits and checker, on the same sandbox (name and version). The key
+is a SHA-256 over a canonical JSON document (sorted keys, contents replaced by their own
+SHA-256), never Python's ``hash()``, so it is the same in every
 process and on every machine. Host metadata (user ids, ...) is not part of it.
 """
 
@@ -13,12 +14,13 @@ import hashlib
 import json
 from typing import Any
 
+from .._languages import Language
 from .._model import Submission
 
 __all__ = ["FINGERPRINT_VERSION", "fingerprint", "fingerprint_document"]
 
 #: Bump when the document's shape or meaning changes: old keys must not match.
-FINGERPRINT_VERSION = 1
+FINGERPRINT_VERSION = 2
 
 
 def _digest(data: bytes) -> str:
@@ -26,12 +28,15 @@ def _digest(data: bytes) -> str:
 
 
 def fingerprint_document(
-    submission: Submission, *, toolchain_version: str, sandbox: str, compiled: bool
+    submission: Submission, *, language: Language, toolchain_version: str, sandbox: str
 ) -> dict[str, Any]:
     """The canonical document a fingerprint is the digest of (useful for debugging)."""
+    compiled = language.compiled
     return {
         "v": FINGERPRINT_VERSION,
-        "language": submission.language,
+        "language": language.name,
+        # A host may register its own "python" with other flags: same name, other runs.
+        "definition": language.definition(),
         "toolchain": toolchain_version,
         "code": None if submission.code is None else _digest(submission.code),
         "files": sorted((f.path, _digest(f.content), f.executable) for f in submission.files),
@@ -44,20 +49,20 @@ def fingerprint_document(
             ]
             for t in submission.effective_tests
         ],
-        "limits": submission.limits.to_dict(),
+        "limits": submission.limits.to_dict(applied=True),
         # Compile limits change a compiled language's outcome only.
-        "compile_limits": submission.compile_limits.to_dict() if compiled else None,
+        "compile_limits": submission.compile_limits.to_dict(applied=True) if compiled else None,
         "checker": submission.checker.identity,
         "sandbox": sandbox,
     }
 
 
 def fingerprint(
-    submission: Submission, *, toolchain_version: str, sandbox: str, compiled: bool
+    submission: Submission, *, language: Language, toolchain_version: str, sandbox: str
 ) -> str:
     """The submission's content key: 64 hex digits."""
     document = fingerprint_document(
-        submission, toolchain_version=toolchain_version, sandbox=sandbox, compiled=compiled
+        submission, language=language, toolchain_version=toolchain_version, sandbox=sandbox
     )
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return _digest(canonical.encode())

@@ -24,7 +24,7 @@ import attrs
 
 from .._errors import StorageConfigError
 from ._blobs import BlobStore
-from ._metadata import MetadataStore, submissions
+from ._metadata import MetadataStore
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,9 @@ def run_lifecycle(
             for record in records:
                 blobs.delete(record.result_key)
             blobs_deleted += len(records)
-            ids = [r.id for r in records]
             shared = {r.code_key for r in records} | {r.tests_key for r in records}
             with meta.transaction() as conn, meta.blob_guard(conn, exclusive=True):
-                conn.execute(submissions.delete().where(submissions.c.id.in_(ids)))
+                meta.delete(conn, records)
                 for key in meta.unreferenced(conn, shared):
                     blobs.delete(key)
                     blobs_deleted += 1
@@ -88,7 +87,7 @@ def run_lifecycle(
                     except FileNotFoundError:
                         log.error("lifecycle: blob %s of record %s is lost", key, record.id)
                         missing.append(key)
-            meta.set_tier((r.id for r in records), "cold")
+            meta.set_tier(records, "cold")
             records_moved += len(records)
             log.info("lifecycle: moved %d records older than %s", len(records), cutoff)
 

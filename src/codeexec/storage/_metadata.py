@@ -290,8 +290,8 @@ class MetadataStore:
 
     def insert(self, rows: Sequence[Record], write_blobs: Callable[[], None]) -> None:
         """Insert ``rows`` in one transaction, after ``write_blobs()`` has written their
-        blobs, all under the shared blob guard. Rows already there (a replay) are left
-        as they are."""
+        blobs, all under the shared blob guard. Rows already there (a replay: the same
+        id and ``created_at``) are left as they are."""
         if not rows:
             return
         self.ensure_partitions(r.created_at for r in rows)
@@ -310,13 +310,19 @@ class MetadataStore:
             return sqlite.insert(submissions).on_conflict_do_nothing()
         return submissions.insert().prefix_with("IGNORE")  # MySQL / MariaDB
 
-    def set_tier(self, ids: Iterable[str], tier: str) -> None:
-        ids = list(ids)
-        if ids:
+    def set_tier(self, records: Iterable[Record], tier: str) -> None:
+        """Mark these records' blobs as being in ``tier`` (each revision on its own)."""
+        keys = _revision_keys(records)
+        if keys:
             with self._connect() as conn:
-                conn.execute(
-                    submissions.update().where(submissions.c.id.in_(ids)).values(tier=tier)
-                )
+                conn.execute(submissions.update().where(_revision_in(keys)).values(tier=tier))
+
+    def delete(self, conn: sa.Connection, records: Iterable[Record]) -> None:
+        """Delete these records' rows (each revision on its own) in ``conn``'s
+        transaction."""
+        keys = _revision_keys(records)
+        if keys:
+            conn.execute(submissions.delete().where(_revision_in(keys)))
 
     def unreferenced(self, conn: sa.Connection, keys: Iterable[str]) -> set[str]:
         """Of ``keys`` (content-addressed blob keys), those no row references."""
@@ -363,9 +369,19 @@ class MetadataStore:
     # -------------------------------------------------------------- reads
 
     def get(self, ident: str) -> Record | None:
+        """The newest revision of the record with this id (None if there is none)."""
+        t = submissions
+        statement = sa.select(t).where(t.c.id == ident).order_by(t.c.created_at.desc()).limit(1)
         with self._connect() as conn:
-            row = conn.execute(sa.select(submissions).where(submissions.c.id == ident)).first()
+            row = conn.execute(statement).first()
         return None if row is None else Record.from_row(row)
+
+    def revisions(self, ident: str) -> list[Record]:
+        """Every revision of the record with this id, oldest first."""
+        t = submissions
+        statement = sa.select(t).where(t.c.id == ident).order_by(t.c.created_at)
+        with self._connect() as conn:
+            return [Record.from_row(r) for r in conn.execute(statement)]
 
     def query_statement(
         self,
@@ -445,6 +461,16 @@ class MetadataStore:
 
     def __repr__(self) -> str:
         return f"MetadataStore({self.engine.url.render_as_string()!r})"
+
+
+def _revision_keys(records: Iterable[Record]) -> list[tuple[str, dt.datetime]]:
+    return [(r.id, r.created_at) for r in records]
+
+
+def _revision_in(keys: Sequence[tuple[str, dt.datetime]]) -> Any:
+    """A WHERE clause for these (id, created_at) pairs: one revision each."""
+    t = submissions
+    return sa.tuple_(t.c.id, t.c.created_at).in_(keys)
 
 
 def _aware(when: dt.datetime) -> dt.datetime:

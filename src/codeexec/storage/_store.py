@@ -8,8 +8,13 @@ What one saved submission becomes:
   code sent a thousand times is stored once;
 - a **tests blob** ``tests/<sha256>``: the tests (shared by every submission to a
   problem, so content-addressed too);
-- a **result blob** ``results/YYYY/MM/DD/<id>``: the rest of the submission (limits,
-  checker, metadata) and the full result with every test's stdout and stderr.
+- a **result blob** ``results/YYYY/MM/DD/<id>.<time>``: the rest of the submission
+  (limits, checker, metadata) and the full result with every test's stdout and stderr.
+
+Saving an id that is stored already keeps a new **revision** beside the old ones (a
+rejudge): :meth:`Store.get` gives the newest, :meth:`Store.revisions` lists them all,
+and queries list each revision as a record of its own. Revisions are told apart by
+``created_at``.
 
 :meth:`Store.save` returns as soon as the record is journaled (see ``_journal``); a
 background thread stores records in batches. Reads see records that are accepted but
@@ -23,12 +28,13 @@ import hashlib
 import json
 import os
 import re
-import secrets
-import time
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
+import uuid_utils
+from cachetools import LRUCache
 
 from .._errors import RecordNotFoundError, StorageConfigError, StorageError
 from .._model import Result, Submission
@@ -47,11 +53,10 @@ _TEXT_MAX = 255
 _NAME_MAX = 64
 
 
-def new_id(now: float | None = None) -> str:
-    """A new record id: 12 hex digits of milliseconds since the epoch, then 20 random
-    ones, so ids sort by creation time."""
-    ms = int((time.time() if now is None else now) * 1000)
-    return f"{ms:012x}{secrets.token_hex(10)}"
+def new_id() -> str:
+    """A new record id: a UUIDv7 (RFC 9562) as 32 hex digits, so ids sort by creation
+    time (to the millisecond) and never collide."""
+    return str(uuid_utils.uuid7().hex)
 
 
 def _canonical(value: Any) -> bytes:
@@ -65,11 +70,12 @@ def _content_key(kind: str, data: bytes) -> str:
 
 @attrs.frozen
 class StoredSubmission:
-    """A stored submission, whole: its row, the submission as ``Submission.to_dict()``
-    gave it, and its :class:`~codeexec.Result`."""
+    """A stored submission, whole: its row, the :class:`~codeexec.Submission` as it was
+    saved (byte for byte; a callable checker comes back as a
+    :class:`~codeexec.RecordedChecker`), and its :class:`~codeexec.Result`."""
 
     record: Record
-    submission: dict[str, Any]
+    submission: Submission
     result: Result
 
 
@@ -152,6 +158,8 @@ class Store:
             flush_interval=flush_interval,
             max_pending=max_pending,
         )
+        self._revision_lock = threading.Lock()
+        self._last_saved: LRUCache[str, dt.datetime] = LRUCache(maxsize=65536)
         self._closed = False
 
     @classmethod
@@ -187,31 +195,59 @@ class Store:
             raise StorageConfigError("the store is closed")
         if not isinstance(submission, Submission) or not isinstance(result, Result):
             raise StorageConfigError("save takes a Submission and its Result")
-        ident = id if id is not None else submission.metadata.get("submission_id")
-        ident = new_id() if ident is None else str(ident)
-        if not _ID.fullmatch(ident):
-            raise StorageConfigError(
-                f"a record id must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -),"
-                f" got {ident!r}"
-            )
+        ident = self.check(submission, id=id) or new_id()
+        if len(result.backend) > _NAME_MAX:
+            raise StorageConfigError(f"a backend name longer than {_NAME_MAX} is not stored")
         created = dt.datetime.now(UTC) if created_at is None else created_at
         if created.tzinfo is None:
             raise StorageConfigError("created_at must carry a time zone (UTC)")
-        for key in ("user_id", "problem_id"):
-            value = submission.metadata.get(key)
-            if value is not None and len(str(value)) > _TEXT_MAX:
-                raise StorageConfigError(f"metadata[{key!r}] is longer than {_TEXT_MAX}")
-        for name, value in (("language", submission.language), ("backend", result.backend)):
-            if len(value) > _NAME_MAX:
-                raise StorageConfigError(f"a {name} name longer than {_NAME_MAX} is not stored")
+        created = self._next_revision_time(ident, created.astimezone(UTC))
         entry = {
             "id": ident,
-            "created_at": created.astimezone(UTC).isoformat(),
+            "created_at": created.isoformat(),
             "submission": submission.to_dict(),
             "result": result.to_dict(),
         }
         self._writer.put(entry, self.save_timeout)
         return ident
+
+    def check(self, submission: Submission, *, id: str | None = None) -> str | None:
+        """What :meth:`save` checks before it accepts a submission, without saving:
+        the record id it would use (``id``, else ``metadata["submission_id"]``; None
+        when a new one would be made) and the lengths of what goes in columns. An
+        :class:`~codeexec.Executor` with a store calls it before anything runs, so a
+        bad id never costs a judged result. :class:`StorageConfigError` if not."""
+        if not isinstance(submission, Submission):
+            raise StorageConfigError(f"expected a Submission, got {type(submission).__name__}")
+        for key in ("user_id", "problem_id"):
+            value = submission.metadata.get(key)
+            if value is not None and len(str(value)) > _TEXT_MAX:
+                raise StorageConfigError(f"metadata[{key!r}] is longer than {_TEXT_MAX}")
+        if len(submission.language) > _NAME_MAX:
+            raise StorageConfigError(f"a language name longer than {_NAME_MAX} is not stored")
+        ident = id if id is not None else submission.metadata.get("submission_id")
+        if ident is None:
+            return None
+        if not isinstance(ident, str | int) or isinstance(ident, bool):
+            raise StorageConfigError(f"a record id must be a string, got {ident!r}")
+        ident = str(ident)
+        if not _ID.fullmatch(ident):
+            raise StorageConfigError(
+                f"a record id must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -),"
+                f" got {ident!r}"
+            )
+        return ident
+
+    def _next_revision_time(self, ident: str, created: dt.datetime) -> dt.datetime:
+        """``created``, or just after this process's last save of ``ident`` when that
+        was at the same microsecond or later: each revision has its own (id,
+        created_at), so a rejudge is never taken for a replay and dropped."""
+        with self._revision_lock:
+            last = self._last_saved.get(ident)
+            if last is not None and created <= last:
+                created = last + dt.timedelta(microseconds=1)
+            self._last_saved[ident] = created
+        return created
 
     def _store_batch(self, entries: Sequence[dict[str, Any]]) -> None:
         """Write a batch's blobs, then its rows (one transaction), idempotently."""
@@ -255,32 +291,59 @@ class Store:
     # -------------------------------------------------------------- reads
 
     def record(self, ident: str) -> Record:
-        """The row of one record (:class:`RecordNotFoundError` if there is none)."""
-        entry = self._writer.pending(ident)
-        if entry is not None:
-            return _prepare(entry)[0]
+        """The row of a record's newest revision (:class:`RecordNotFoundError` if there
+        is none)."""
+        pending = self._writer.pending(ident)
+        if pending:
+            return _prepare(pending[-1])[0]
         record = self.meta.get(ident)
         if record is None:
             raise RecordNotFoundError(f"no stored submission has id {ident!r}")
         return record
 
-    def get(self, ident: str) -> StoredSubmission:
+    def revisions(self, ident: str) -> list[Record]:
+        """The rows of every revision of a record, oldest first (each save of the same
+        id is one; :class:`RecordNotFoundError` if there is none)."""
+        pending = self._writer.pending(ident)  # before the database: none is missed
+        records = self.meta.revisions(ident)
+        stored = {r.created_at for r in records}
+        records += [r for r in (_prepare(e)[0] for e in pending) if r.created_at not in stored]
+        if not records:
+            raise RecordNotFoundError(f"no stored submission has id {ident!r}")
+        return records
+
+    def get(self, ident: str, *, revision: int | None = None) -> StoredSubmission:
         """A stored submission with its code, tests and full result, wherever its blobs
-        are (hot or cold tier)."""
-        entry = self._writer.pending(ident)
-        if entry is not None:
-            return StoredSubmission(
-                _prepare(entry)[0], entry["submission"], Result.from_dict(entry["result"])
-            )
-        record = self.record(ident)
+        are (hot or cold tier): the newest revision, or ``revision`` (1 is the first
+        save of the id, -1 the newest)."""
+        if revision is None:
+            pending = self._writer.pending(ident)
+            if pending:
+                return _stored(_prepare(pending[-1])[0], pending[-1])
+            return self._read(self.record(ident))
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision == 0:
+            raise StorageConfigError(f"revision must be 1, 2, ... or -1, -2, ...: {revision!r}")
+        records = self.revisions(ident)
+        try:
+            record = records[revision - 1 if revision > 0 else revision]
+        except IndexError:
+            raise RecordNotFoundError(
+                f"record {ident!r} has {len(records)} revision(s), not {revision}"
+            ) from None
+        for entry in self._writer.pending(ident):
+            if _prepare(entry)[0].created_at == record.created_at:
+                return _stored(record, entry)
+        return self._read(record)
+
+    def _read(self, record: Record) -> StoredSubmission:
         try:
             document = json.loads(self.blobs.get(record.result_key))
             submission = document["submission"]
             submission.update(json.loads(self.blobs.get(record.code_key)))
             submission["tests"] = json.loads(self.blobs.get(record.tests_key))
         except FileNotFoundError as exc:
-            raise StorageError(f"a blob of record {ident!r} is in neither tier: {exc}") from exc
-        return StoredSubmission(record, submission, Result.from_dict(document["result"]))
+            raise StorageError(f"a blob of record {record.id!r} is in neither tier: {exc}") from exc
+        return _stored(record, {"submission": submission, "result": document["result"]})
 
     def query(
         self,
@@ -354,6 +417,15 @@ class Store:
         return f"Store(db={self.meta!r}, hot={self.blobs.hot!r}, cold={self.blobs.cold!r})"
 
 
+def _stored(record: Record, entry: Mapping[str, Any]) -> StoredSubmission:
+    """A record and its entry (``submission`` and ``result`` dicts) as objects."""
+    return StoredSubmission(
+        record,
+        Submission.from_dict(entry["submission"], recorded_checker=True),
+        Result.from_dict(entry["result"]),
+    )
+
+
 def _days(value: float | dt.timedelta | None) -> dt.timedelta | None:
     if value is None or isinstance(value, dt.timedelta):
         return value
@@ -372,7 +444,8 @@ def _prepare(entry: Mapping[str, Any]) -> tuple[Record, dict[str, tuple[bytes, b
     document = _canonical({"submission": submission, "result": result})
     code_key = _content_key("code", code)
     tests_key = _content_key("tests", tests)
-    result_key = f"results/{created:%Y/%m/%d}/{entry['id']}"
+    # Each revision of an id has a result blob of its own.
+    result_key = f"results/{created:%Y/%m/%d}/{entry['id']}.{created:%H%M%S%f}"
     outcomes = result.get("tests", [])
     metadata = submission.get("metadata", {})
     record = Record(

@@ -52,7 +52,7 @@ class WriteBehind:
         self.max_pending = max_pending
         # (entry, its journal segment) in the order accepted; `_pending` by id for reads.
         self._queue: collections.deque[tuple[Entry, Segment | None]] = collections.deque()
-        self._pending: dict[str, Entry] = {}
+        self._pending: dict[str, list[Entry]] = {}
         self._cond = threading.Condition()
         self._first_at = 0.0  # when the oldest waiting entry arrived
         self._accepted = self._settled = 0  # entries ever queued / ever stored (or set aside)
@@ -91,13 +91,14 @@ class WriteBehind:
         if not self._queue:
             self._first_at = time.monotonic()
         self._queue.append((entry, segment))
-        self._pending[entry["id"]] = entry
+        self._pending.setdefault(entry["id"], []).append(entry)
         self._accepted += 1
 
-    def pending(self, ident: str) -> Entry | None:
-        """The entry with this id if it is accepted but not stored yet."""
+    def pending(self, ident: str) -> list[Entry]:
+        """The entries with this id (revisions) accepted but not stored yet, oldest
+        first."""
         with self._cond:
-            return self._pending.get(ident)
+            return list(self._pending.get(ident, ()))
 
     def __len__(self) -> int:
         with self._cond:
@@ -192,7 +193,9 @@ class WriteBehind:
                 for entry, segment in batch:
                     self._queue.popleft()
                     self._settled += 1
-                    if self._pending.get(entry["id"]) is entry:  # not a later save of the id
+                    waiting = self._pending[entry["id"]]
+                    waiting.remove(entry)  # stored in order, so the oldest of its id
+                    if not waiting:
                         del self._pending[entry["id"]]
                     if segment is not None:
                         segment.unsettled -= 1
