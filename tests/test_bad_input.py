@@ -34,10 +34,10 @@ def test_ten_megabyte_source_runs(executor):
     assert result.tests[0].stdout == "1\n"
 
 
-def test_non_utf8_source_is_a_runtime_error_not_a_crash(executor):
+def test_non_utf8_source_is_a_compilation_error_not_a_crash(executor):
     result = executor.run(Submission(language="python", code=b"print('\xff')"))
-    assert result.verdict is Verdict.RUNTIME_ERROR
-    assert "SyntaxError" in result.tests[0].stderr
+    assert result.verdict is Verdict.COMPILATION_ERROR
+    assert "SyntaxError" in result.compile.stderr and not result.tests
 
 
 def test_negative_limits():
@@ -95,8 +95,14 @@ def test_a_misspelt_field_is_a_typed_error_that_names_the_right_one(make, error,
 
 @pytest.mark.parametrize(
     "limits",
-    [{"memory": 10**15}, {"cpu_time": 10**9}, {"wall_time": 10**9}, {"pids": 10**9},
-     {"output": "2G"}, {"file_size": 10**15}],
+    [
+        {"memory": 10**15},
+        {"cpu_time": 10**9},
+        {"wall_time": 10**9},
+        {"pids": 10**9},
+        {"output": "2G"},
+        {"file_size": 10**15},
+    ],
 )
 def test_a_limit_beyond_any_machine_is_refused(limits):
     with pytest.raises(codeexec.LimitsError, match="at most|to "):
@@ -132,7 +138,8 @@ def test_tests_with_unknown_or_doubled_keys_are_refused(tests):
 
 def test_common_spellings_of_a_test_mean_what_they_say(executor):
     sub = Submission(
-        language="python", code="print(int(input()) * 2)",
+        language="python",
+        code="print(int(input()) * 2)",
         tests=[{"input": "2", "output": "4"}, {"input": "3", "answer": "7"}],
     )
     result = executor.run(sub)
@@ -153,8 +160,9 @@ def test_a_checker_that_raises_is_an_internal_error_of_that_test(executor):
     def broken(out, expected, test):
         raise ZeroDivisionError("oops")
 
-    result = executor.run(Submission(language="python", code="print(1)",
-                                     tests=[TestCase("", "1")], checker=broken))
+    result = executor.run(
+        Submission(language="python", code="print(1)", tests=[TestCase("", "1")], checker=broken)
+    )
     assert result.verdict is Verdict.INTERNAL_ERROR
     assert result.tests[0].message == "the checker failed: ZeroDivisionError: oops"
     assert result.tests[0].stdout == "1\n"  # the run itself is kept

@@ -1,5 +1,8 @@
 """Every built-in language, end to end, and the registry's errors."""
 
+import re
+import subprocess
+
 import pytest
 
 import codeexec
@@ -125,3 +128,75 @@ def test_javac_runs_no_annotation_processor_a_submission_ships(executor, tmp_pat
     result = executor.run(sub)
     assert result.verdict is Verdict.ACCEPTED, result
     assert "PROCESSOR RAN" not in result.compile.stderr + result.compile.stdout, result.compile
+
+
+PYTHON_ERRORS = {
+    "unclosed": "print(1",
+    "indent": "x = 1\n  y = 2\n",
+    "bad token": "def f(:\n    pass\n",
+    "too deep": "x = " + "(" * 300 + ")" * 300 + "\n",
+    # compile() words these two otherwise than the file reader (the error is the same).
+    "nul byte": "print('a\x00')\n",
+    "bad encoding": b"print('\xff')\n",
+}
+WORDED_OTHERWISE = {"nul byte": "null bytes", "bad encoding": "0xff"}
+
+
+@pytest.mark.parametrize("name", sorted(PYTHON_ERRORS))
+def test_python_that_does_not_parse_is_a_compilation_error_with_pythons_message(
+    executor, name, tmp_path
+):
+    """An LLM-evaluation harness must tell a syntax error from a failed test."""
+    code = PYTHON_ERRORS[name]
+    result = executor.run(Submission(language="python", code=code, tests=[TestCase("", "1")]))
+    assert result.verdict is Verdict.COMPILATION_ERROR and not result.tests
+    # The message is the one python3 main.py gives (its last line names the error).
+    main = tmp_path / "main.py"
+    main.write_bytes(code.encode() if isinstance(code, str) else code)
+    direct = subprocess.run(
+        ["python3", "-B", "-E", "-s", "main.py"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert direct.returncode == 1
+    if name in WORDED_OTHERWISE:
+        assert WORDED_OTHERWISE[name] in result.compile.stderr
+    else:
+        # The same text, but for the work directory (the sandbox's is another).
+        assert re.sub(r'"/\S*/main.py"', "main.py", result.compile.stderr) == re.sub(
+            r'"/\S*/main.py"', "main.py", direct.stderr
+        )
+
+
+def test_python_that_parses_but_fails_is_still_a_runtime_error(executor):
+    result = executor.run(Submission(language="python", code="print(undefined_name)"))
+    assert result.verdict is Verdict.RUNTIME_ERROR and result.compile.ok
+    assert "NameError" in result.tests[0].stderr
+
+
+@pytest.mark.parametrize(
+    ("code", "main"),
+    [
+        (
+            "public class Solution{public static void main(String[] a){System.out.println(7);}}",
+            "Solution",
+        ),
+        (
+            "// public class Fake {\n/* public class X {} */\nclass Helper{}\n"
+            'public final class Answer { static String s = "public class Y {";\n'
+            "public static void main(String[] a){System.out.println(7);}}",
+            "Answer",
+        ),
+        ("class Only{public static void main(String[] a){System.out.println(7);}}", "Only"),
+    ],
+)
+def test_java_runs_the_public_class_whatever_its_name(executor, code, main):
+    result = executor.run(
+        Submission(
+            language="java",
+            code=code,
+            tests=[TestCase("", "7")],
+            limits={"cpu_time": 5, "memory": "512M"},
+        )
+    )
+    assert result.verdict is Verdict.ACCEPTED, result
+    assert result.reproducibility["language"] == "java"
+    assert codeexec.default_languages()[4].main_name(code.encode()) == main

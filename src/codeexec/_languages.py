@@ -3,8 +3,10 @@
 A :class:`Language` is data: a main file name, an optional compile command, a run
 command and the artifacts a compile leaves. Commands are templates; ``{memory_mb}`` is
 replaced by the run's memory limit in MiB (for runtimes that size their heap, like the
-JVM). The first word of a command is a tool name found on the toolchain search path
-(never the caller's PATH, which may hold shims a sandboxed uid cannot run).
+JVM), and ``{main}`` (also in the file name) by the program's main name: ``Main``, or
+what the language's ``main_from`` rule reads in the code (Java's public class). The
+first word of a command is a tool name found on the toolchain search path (never the
+caller's PATH, which may hold shims a sandboxed uid cannot run).
 
 The default registry has python, c, cpp, javascript, java and bash; a host adds its own
 with :meth:`LanguageRegistry.register`.
@@ -13,6 +15,7 @@ with :meth:`LanguageRegistry.register`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -57,10 +60,29 @@ class Language:
     version_command: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
     env: Mapping[str, str] = attrs.field(factory=dict)
+    #: How ``{main}`` is read from the code: None (always ``Main``) or the name of a
+    #: rule in :data:`MAIN_RULES` (``"java"``: the public top-level class).
+    main_from: str | None = attrs.field(default=None)
+
+    @main_from.validator
+    def _known_rule(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and value not in MAIN_RULES:
+            raise ValueError(f"main_from must be one of {sorted(MAIN_RULES)} or None: {value!r}")
 
     @property
     def compiled(self) -> bool:
         return self.compile is not None
+
+    def main_name(self, code: bytes | None) -> str:
+        """The program's main name: ``Main`` unless the ``main_from`` rule finds one in
+        ``code`` (the main file's content; None when it comes among the files)."""
+        if self.main_from is None or code is None:
+            return DEFAULT_MAIN
+        return MAIN_RULES[self.main_from](code) or DEFAULT_MAIN
+
+    def source_name(self, main: str = "Main") -> str:
+        """The main file's name in the work directory."""
+        return self.source.format(main=main)
 
     def definition(self) -> dict[str, Any]:
         """What decides how a program of this language builds and runs (everything but
@@ -71,6 +93,7 @@ class Language:
             "run": list(self.run),
             "artifacts": list(self.artifacts),
             "env": dict(sorted(self.env.items())),
+            "main_from": self.main_from,
         }
 
     def tools(self) -> list[str]:
@@ -81,9 +104,11 @@ class Language:
                 names.append(command[0])
         return names
 
-    def render(self, command: tuple[str, ...], toolchain: Toolchain, limits: Limits) -> list[str]:
+    def render(
+        self, command: tuple[str, ...], toolchain: Toolchain, limits: Limits, main: str = "Main"
+    ) -> list[str]:
         """A command with its tool resolved and its placeholders filled in."""
-        values = {"memory_mb": max(16, limits.memory // (1024 * 1024))}
+        values = {"memory_mb": max(16, limits.memory // (1024 * 1024)), "main": main}
         argv = [part.format(**values) for part in command]
         argv[0] = toolchain.tools.get(argv[0], argv[0])
         return argv
@@ -99,6 +124,47 @@ class Language:
         }
         env.update(self.env)
         return env
+
+
+DEFAULT_MAIN = "Main"
+
+# Java's lexical layer, enough to find top-level type declarations: comments, text
+# blocks, strings and chars are skipped whole (a "class X" inside them is not code).
+# Each literal also ends where the text (or, for one-line literals, the line) ends, and
+# modifiers repeat a bounded number of times: hostile code cannot make the scan
+# quadratic (an unterminated "/*" must not be searched for its end from every "/*").
+_JAVA_TOKENS = re.compile(
+    r"//[^\n]*"  # a line comment
+    r"|/\*.*?(?:\*/|\Z)"  # a block comment
+    r'|"""(?:\\.|[^\\])*?(?:"""|\Z)'  # a text block
+    r'|"(?:\\.|[^"\\\n])*(?:"|(?=\n)|\Z)'  # a string
+    r"|'(?:\\.|[^'\\\n])*(?:'|(?=\n)|\Z)"  # a char
+    r"|(?P<brace>[{}])"
+    r"|(?P<decl>\b(?P<mods>(?:(?:public|protected|private|abstract|final|sealed|non-sealed"
+    r"|static|strictfp)\s+){0,8})(?:class|interface|enum|record)\s+"
+    r"(?P<name>[A-Za-z_$][\w$]{0,254}))",
+    re.S,
+)
+
+
+def _java_main(code: bytes) -> str | None:
+    """The public top-level type's name (javac wants it as the file's name), else the
+    first top-level type's; None if there is none."""
+    text = code.decode("utf-8", "replace")
+    depth = 0
+    first = None
+    for token in _JAVA_TOKENS.finditer(text):
+        if token.group("brace"):
+            depth = depth + 1 if token.group("brace") == "{" else max(0, depth - 1)
+        elif token.group("decl") and depth == 0:
+            if "public" in token.group("mods").split():
+                return token.group("name")
+            first = first or token.group("name")
+    return first
+
+
+#: Rules that read a program's main name from its code (``Language.main_from``).
+MAIN_RULES = {"java": _java_main}
 
 
 class LanguageRegistry:
@@ -209,6 +275,20 @@ def _detect_version(language: Language, tools: Mapping[str, str]) -> str:
     return text.splitlines()[0].strip()
 
 
+# Compiles main.py (no code of it runs) and prints what python3 main.py would print
+# for an error found before the first line runs. No braces: commands are templates.
+_PYTHON_SYNTAX_CHECK = """\
+import os, sys
+path = os.path.abspath(sys.argv[1])  # python3 main.py names the script so
+try:
+    compile(open(path, "rb").read(), path, "exec", dont_inherit=True)
+except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+    import traceback
+    sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
+    sys.exit(1)
+"""
+
+
 def default_languages() -> list[Language]:
     """The built-in languages."""
     return [
@@ -216,6 +296,10 @@ def default_languages() -> list[Language]:
             name="python",
             aliases=("py", "python3"),
             source="main.py",
+            # A syntax error is a compilation error (what an LLM-evaluation harness must
+            # tell from a failed test), found by the interpreter that runs the program.
+            compile=("python3", "-I", "-S", "-c", _PYTHON_SYNTAX_CHECK, "main.py"),
+            artifacts=("main.py",),
             # -B: no .pyc in the work dir; -E/-s: no PYTHON* variables, no user site.
             run=("python3", "-B", "-E", "-s", "main.py"),
             version_command=("python3", "--version"),
@@ -247,7 +331,9 @@ def default_languages() -> list[Language]:
         ),
         Language(
             name="java",
-            source="Main.java",
+            # javac wants a public class in a file of its name: {main} is that name.
+            source="{main}.java",
+            main_from="java",
             compile=(
                 "javac",
                 "-J-XX:+UseSerialGC",
@@ -258,7 +344,7 @@ def default_languages() -> list[Language]:
                 "-proc:none",
                 "-encoding",
                 "UTF-8",
-                "Main.java",
+                "{main}.java",
             ),
             # The JVM sizes its heap from the host's memory, not the run's cgroup:
             # give it the run's limit, less room for the JVM's own memory.
@@ -272,7 +358,7 @@ def default_languages() -> list[Language]:
                 "-Xmx{memory_mb}m",
                 "-cp",
                 ".",
-                "Main",
+                "{main}",
             ),
             artifacts=("*.class",),
             version_command=("javac", "-version"),

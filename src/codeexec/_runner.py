@@ -20,6 +20,7 @@ import attrs
 from cachetools import LRUCache
 
 from ._checkers import Checker, is_cacheable
+from ._errors import SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from .backends._protocol import RunOutcome, RunRequest, Sandbox
@@ -191,6 +192,14 @@ class Prepared:
     #: Whether the result may come from or go to the result cache (False when the
     #: checker's behaviour cannot be keyed; see :class:`~codeexec.CallableChecker`).
     cacheable: bool = True
+    #: The program's main name (``{main}`` in the language's commands): ``Main``, or
+    #: e.g. a Java submission's public class.
+    main: str = "Main"
+
+    @property
+    def source(self) -> str:
+        """The main file's name in the work directory."""
+        return self.language.source_name(self.main)
 
 
 class Runner:
@@ -212,25 +221,25 @@ class Runner:
         """Resolve the language and toolchain; raises before anything runs."""
         language = self.languages.get(submission.language)
         toolchain = self.languages.toolchain(language.name)
-        if submission.code is not None and any(f.path == language.source for f in submission.files):
-            from ._errors import SubmissionError
-
-            raise SubmissionError(
-                f"both code and a file named {language.source!r} were given; pass one"
-            )
+        main = language.main_name(submission.code)
+        source = language.source_name(main)
+        if submission.code is not None and any(f.path == source for f in submission.files):
+            raise SubmissionError(f"both code and a file named {source!r} were given; pass one")
         key = fingerprint(
             submission,
             language=language,
             toolchain_version=toolchain.version,
             sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
         )
-        return Prepared(submission, language, toolchain, key, is_cacheable(submission.checker))
+        return Prepared(
+            submission, language, toolchain, key, is_cacheable(submission.checker), main
+        )
 
     def _files(self, prepared: Prepared) -> tuple[File, ...]:
         sub = prepared.submission
         files = list(sub.files)
         if sub.code is not None:
-            files.insert(0, File(prepared.language.source, sub.code))
+            files.insert(0, File(prepared.source, sub.code))
         return tuple(files)
 
     def compile(self, prepared: Prepared) -> tuple[CompileResult, tuple[File, ...]]:
@@ -260,7 +269,9 @@ class Runner:
             return attrs.evolve(cached[0], cached=True), cached[1]
         outcome = self.sandbox.run(
             RunRequest(
-                argv=language.render(language.compile, toolchain, sub.compile_limits),
+                argv=language.render(
+                    language.compile, toolchain, sub.compile_limits, prepared.main
+                ),
                 files=files,
                 env=language.run_env(),
                 limits=sub.compile_limits,
@@ -269,14 +280,15 @@ class Runner:
                 language=language.name,
             )
         )
-        result, run_files = self._compile_result(outcome, sub, files, language)
+        result, run_files = self._compile_result(outcome, prepared, files)
         if result.message != "sandbox failure":
             self.artifacts.put(key, (result, run_files))
         return result, run_files
 
     def _compile_result(
-        self, outcome: RunOutcome, sub: Submission, files: tuple[File, ...], language: Language
+        self, outcome: RunOutcome, prepared: Prepared, files: tuple[File, ...]
     ) -> tuple[CompileResult, tuple[File, ...]]:
+        sub, language = prepared.submission, prepared.language
         verdict, _, message = classify(outcome, sub.compile_limits, None, None)
         ok = verdict is Verdict.ACCEPTED and bool(outcome.collected)
         if verdict is Verdict.ACCEPTED and not outcome.collected:
@@ -298,13 +310,14 @@ class Runner:
             for path, content in sorted(outcome.collected.items())
         )
         others = tuple(
-            f for f in files if f.path != language.source and f.path not in outcome.collected
+            f for f in files if f.path != prepared.source and f.path not in outcome.collected
         )
         return result, artifacts + others
 
     def run_test(self, prepared: Prepared, files: tuple[File, ...], test: TestCase) -> TestResult:
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
-        argv = language.render(language.run, toolchain, sub.limits) + list(test.args)
+        argv = language.render(language.run, toolchain, sub.limits, prepared.main)
+        argv += test.args
         outcome = self.sandbox.run(
             RunRequest(
                 argv=argv,
