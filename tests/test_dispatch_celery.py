@@ -102,6 +102,8 @@ def test_an_oom_and_a_fork_bomb_get_their_verdicts_and_the_worker_serves_on(work
         language="python",
         code="x = bytearray(512 << 20)\nprint(len(x))",
         limits=codeexec.Limits(memory="64M", wall_time=5),
+        # Python's syntax check fits these (the broker gives a job 8 s in all).
+        compile_limits=codeexec.Limits(cpu_time=1, wall_time=2),
     )
     fork_bomb = codeexec.Submission(
         language="bash",

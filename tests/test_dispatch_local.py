@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import gc
+import os
 import threading
 import time
 
 import pytest
 
 import codeexec
-from codeexec import JobError, JobStatus, QueueFull, RateLimited
+from codeexec import JobCancelled, JobStatus, QueueFull, RateLimited
 from codeexec.dispatch import (
     FairnessPolicy,
     LocalDispatcher,
@@ -73,17 +76,48 @@ def test_higher_priority_runs_first(one_worker):
     assert order == ["high", "low0", "low1", "low2"]
 
 
-def test_a_queued_job_can_be_cancelled_a_running_one_cannot(one_worker):
-    blocker = one_worker.submit(sleeper(0.4))
+def test_a_queued_job_is_dropped_and_a_running_one_stopped_by_cancel(one_worker, tmp_path):
+    """Cancelling a running job kills its sandboxed run: nothing after the kill runs."""
+    marker = tmp_path / "after"
+    os.chmod(tmp_path, 0o777)  # the run's uid writes the marker if it is not stopped
+    blocker = one_worker.submit(
+        codeexec.Submission(
+            language="bash",
+            code=f"sleep 3; touch {marker}",
+            limits=codeexec.Limits(wall_time=30),
+        )
+    )
     wait_running(blocker)
     queued = one_worker.submit(echo(1))
-    assert not blocker.cancel()
     assert queued.cancel()
     assert queued.status is JobStatus.CANCELLED
-    with pytest.raises(JobError, match="cancelled"):
+    with pytest.raises(JobCancelled, match="cancelled"):
         queued.result(timeout=1)
-    assert blocker.result(timeout=30).verdict is codeexec.Verdict.ACCEPTED
+    started = time.monotonic()
+    assert blocker.cancel()
+    with pytest.raises(concurrent.futures.CancelledError):  # JobCancelled is one too
+        blocker.result(timeout=10)
+    assert time.monotonic() - started < 1.5  # killed, not waited for
+    assert blocker.status is JobStatus.CANCELLED
+    assert not blocker.cancel()  # it has ended
+    time.sleep(3.2)
+    assert not marker.exists()
+    assert one_worker.submit(echo(2)).result(timeout=30).ok  # the slot serves the next
     assert one_worker.metrics()["local"].length == 0
+
+
+def test_jobs_as_completed_and_awaited(one_worker):
+    slow = one_worker.submit(sleeper(0.6))
+    fast = [one_worker.submit(echo(i), priority=1) for i in range(3)]
+    order = list(codeexec.as_completed([slow, *fast], timeout=30))
+    assert set(order) == {slow, *fast} and order[-1] is slow
+
+    async def awaited():
+        return await one_worker.submit(echo(7))
+
+    assert asyncio.run(awaited()).tests[0].stdout == "7\n"
+    with pytest.raises(codeexec.JobTimeout):
+        list(codeexec.as_completed([one_worker.submit(sleeper(1))], timeout=0.05))
 
 
 def test_a_full_queue_is_queue_full_and_loses_nothing_queued(process_sandbox):

@@ -77,7 +77,9 @@ def test_containers_have_every_limit(client):
 
 
 def test_a_warm_container_serves_runs_until_it_is_rotated():
-    with DockerSandbox(slots=1, rotate_after=3) as sb:
+    # Each submission is two runs (Python's syntax check, then the test; each
+    # run_python has an executor, and a compile cache, of its own): six runs in all.
+    with DockerSandbox(slots=1, rotate_after=6) as sb:
         seen = []
         for _ in range(4):
             assert run_python(sb, "print(1)").verdict is Verdict.ACCEPTED

@@ -1,4 +1,5 @@
 import asyncio
+import os
 import threading
 import time
 
@@ -55,7 +56,7 @@ def test_job_callback_and_cancel(process_sandbox):
         assert queued.status is JobStatus.QUEUED
         assert queued.cancel()
         assert queued.status is JobStatus.CANCELLED
-        with pytest.raises(codeexec.JobError):
+        with pytest.raises(codeexec.JobCancelled):
             queued.result()
         blocker.add_done_callback(lambda job: called.set())
         blocker.result(timeout=10)
@@ -96,3 +97,52 @@ def test_closed_executor_refuses_work(process_sandbox):
         ex.run(py("print(1)"))
     # The sandbox was passed in, so it is not the executor's to close.
     assert process_sandbox.run is not None
+
+
+def test_cancelling_arun_kills_the_sandboxed_run(executor, tmp_path):
+    marker = tmp_path / "after"
+    os.chmod(tmp_path, 0o777)
+    code = f"import time, pathlib; time.sleep(3); pathlib.Path({str(marker)!r}).touch()"
+
+    async def main():
+        task = asyncio.ensure_future(executor.arun(py(code)))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    time.sleep(3.2)
+    assert not marker.exists()
+    assert executor.run(py("print(1)")).ok
+
+
+def test_arun_many_keeps_order_and_arun_as_completed_yields_as_they_end(executor):
+    subs = [py(f"import time; time.sleep({0.6 if i == 0 else 0}); print({i})") for i in range(4)]
+
+    async def main():
+        ordered = await executor.arun_many(subs)
+        seen = [index async for index, _ in executor.arun_as_completed(subs)]
+        return ordered, seen
+
+    ordered, seen = asyncio.run(main())
+    assert [r.tests[0].stdout for r in ordered] == ["0\n", "1\n", "2\n", "3\n"]
+    assert sorted(seen) == [0, 1, 2, 3] and seen[-1] == 0
+
+
+def test_leaving_arun_as_completed_early_stops_the_other_runs(executor, tmp_path):
+    os.chmod(tmp_path, 0o777)
+    markers = [tmp_path / f"m{i}" for i in range(2)]
+    subs = [py("print('fast')")] + [
+        py(f"import time, pathlib; time.sleep(2); pathlib.Path({str(m)!r}).touch()")
+        for m in markers
+    ]
+
+    async def main():
+        async for index, result in executor.arun_as_completed(subs):
+            return index, result
+
+    index, result = asyncio.run(main())
+    assert index == 0 and result.tests[0].stdout == "fast\n"
+    time.sleep(2.3)
+    assert not any(m.exists() for m in markers)

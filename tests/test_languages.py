@@ -135,11 +135,11 @@ PYTHON_ERRORS = {
     "indent": "x = 1\n  y = 2\n",
     "bad token": "def f(:\n    pass\n",
     "too deep": "x = " + "(" * 300 + ")" * 300 + "\n",
-    # compile() words these two otherwise than the file reader (the error is the same).
-    "nul byte": "print('a\x00')\n",
+    "recursion": "x = " + "-" * 100_000 + "1\n",
+    # compile() words this otherwise than the file reader (the error is the same).
     "bad encoding": b"print('\xff')\n",
 }
-WORDED_OTHERWISE = {"nul byte": "null bytes", "bad encoding": "0xff"}
+WORDED_OTHERWISE = {"bad encoding": "0xff"}
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_ERRORS))
@@ -164,6 +164,19 @@ def test_python_that_does_not_parse_is_a_compilation_error_with_pythons_message(
         assert re.sub(r'"/\S*/main.py"', "main.py", result.compile.stderr) == re.sub(
             r'"/\S*/main.py"', "main.py", direct.stderr
         )
+
+
+@pytest.mark.parametrize("code", ["print(1)\x00", "print('a\x00')\n"])
+def test_a_nul_byte_is_judged_as_python3_main_py_judges_it(executor, code, tmp_path):
+    """3.11 reads a file up to its first NUL, 3.12 refuses it: the run decides."""
+    (tmp_path / "main.py").write_text(code)
+    direct = subprocess.run(["python3", "main.py"], cwd=tmp_path, capture_output=True)
+    result = executor.run(Submission(language="python", code=code))
+    expected = Verdict.ACCEPTED if direct.returncode == 0 else Verdict.RUNTIME_ERROR
+    if b"SyntaxError" in direct.stderr and direct.returncode == 1:
+        assert result.verdict in (Verdict.RUNTIME_ERROR, Verdict.COMPILATION_ERROR)
+    else:
+        assert result.verdict is expected
 
 
 def test_python_that_parses_but_fails_is_still_a_runtime_error(executor):

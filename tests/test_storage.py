@@ -336,7 +336,7 @@ def test_executor_stores_every_submission(tmp_path, process_sandbox):
         store = ex.store
         assert store.flush(10)
         records = store.query(user_id="exec-user").records
-        assert [r.verdict for r in records] == ["runtime_error", "accepted", "accepted"]
+        assert [r.verdict for r in records] == ["compilation_error", "accepted", "accepted"]
         assert [r.cached for r in records] == [False, True, False]
         stored = store.get(first.metadata["submission_id"])
         assert stored.result.tests[0].stdout == "cba\n"

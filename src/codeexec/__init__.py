@@ -32,6 +32,7 @@ from ._errors import (
     ConfigurationError,
     DispatchError,
     FormatError,
+    JobCancelled,
     JobError,
     JobTimeout,
     LimitsError,
@@ -49,7 +50,7 @@ from ._errors import (
     UnknownLanguageError,
     UnknownSandboxError,
 )
-from ._executor import Executor, Job, JobStatus
+from ._executor import Executor, Job, JobStatus, as_completed
 from ._languages import Language, LanguageRegistry, Toolchain, default_languages
 from ._model import (
     CompileResult,
@@ -66,6 +67,7 @@ from .backends import available_sandboxes, get_sandbox
 __version__ = "0.1.0"
 
 __all__ = [
+    "as_completed",
     "CacheError",
     "CallableChecker",
     "Check",
@@ -81,6 +83,7 @@ __all__ = [
     "File",
     "FloatChecker",
     "Job",
+    "JobCancelled",
     "JobError",
     "JobStatus",
     "JobTimeout",

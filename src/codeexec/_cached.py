@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from ._errors import JobCancelled
 from ._model import Result, Verdict
 from ._runner import Prepared
 from .cache import LayeredCache, SingleFlight
@@ -99,17 +100,32 @@ class CachedJudge:
                 self._background(lambda: self._flight.do(key, lambda: self._run(key, execute)))
         return result
 
-    def judge(self, prepared: Prepared, execute: Callable[[], Result]) -> Result:
-        """The cached result of ``prepared``, or ``execute()``'s, executed once."""
+    def judge(
+        self,
+        prepared: Prepared,
+        execute: Callable[[], Result],
+        stop: threading.Event | None = None,
+    ) -> Result:
+        """The cached result of ``prepared``, or ``execute()``'s, executed once.
+
+        ``stop`` is the caller's cancel event: a run shared with another caller whose
+        own job was cancelled is run again for this one, unless ``stop`` is set too."""
         key = self.key(prepared)
         cached = self.lookup(key, prepared, execute)
         if cached is not None:
             self._count("hits")
             return cached
         self._count("misses")
-        result, shared = self._flight.do(
-            key, lambda: self._across_processes(key, prepared, execute)
-        )
+        while True:
+            try:
+                result, shared = self._flight.do(
+                    key, lambda: self._across_processes(key, prepared, execute)
+                )
+                break
+            except JobCancelled:
+                if stop is not None and stop.is_set():
+                    raise
+                # Another caller's job was cancelled while this one waited on its run.
         if shared:
             self._count("shared")
             return attrs.evolve(result, cached=True, metadata=dict(prepared.submission.metadata))

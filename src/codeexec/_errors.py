@@ -24,7 +24,8 @@ infrastructure that failed.
     │   ├── StoreFullError                   the write-behind queue stayed full
     │   └── RecordNotFoundError (KeyError)   no stored submission has that id
     ├── JobError
-    │   └── JobTimeout (TimeoutError)        Job.result(timeout) ran out
+    │   ├── JobTimeout (TimeoutError)        Job.result(timeout) ran out
+    │   └── JobCancelled (concurrent.futures.CancelledError)  the job was cancelled
     └── DispatchError                        a job could not be queued
         ├── QueueFull                        the queue is at its bound (backpressure)
         └── RateLimited                      this user sends too much; retry_after says when
@@ -32,12 +33,15 @@ infrastructure that failed.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 __all__ = [
     "CacheError",
     "CodeExecError",
     "ConfigurationError",
     "DispatchError",
     "FormatError",
+    "JobCancelled",
     "JobError",
     "JobTimeout",
     "LimitsError",
@@ -150,6 +154,11 @@ class JobError(CodeExecError):
 
 class JobTimeout(JobError, TimeoutError):
     """The job did not finish within the time given to ``Job.result``."""
+
+
+class JobCancelled(JobError, concurrent.futures.CancelledError):
+    """The job was cancelled (before it ran, or while it ran: its sandboxed run was
+    stopped); it has no result. Also a ``concurrent.futures.CancelledError``."""
 
 
 class DispatchError(CodeExecError):

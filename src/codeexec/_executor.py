@@ -24,7 +24,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -33,7 +33,7 @@ from ._cached import CachedJudge
 from ._errors import (
     CodeExecError,
     ConfigurationError,
-    JobError,
+    JobCancelled,
     JobTimeout,
     StorageError,
     SubmissionError,
@@ -48,7 +48,7 @@ from .storage import make_store
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Executor", "Job", "JobStatus"]
+__all__ = ["Executor", "Job", "JobStatus", "as_completed"]
 
 
 class JobStatus(enum.StrEnum):
@@ -62,7 +62,12 @@ class JobStatus(enum.StrEnum):
 
 
 class Job:
-    """A submission accepted for execution; returned at once by :meth:`Executor.submit`."""
+    """A submission accepted for execution; returned at once by :meth:`Executor.submit`.
+
+    ``job.result(timeout)`` waits for the :class:`Result`; ``await job`` does the same
+    in asyncio (cancelling the awaiting task cancels the job); :func:`as_completed`
+    yields jobs as they end; :meth:`cancel` stops a job, queued or running.
+    """
 
     def __init__(
         self,
@@ -71,10 +76,15 @@ class Job:
         estimated_time: float,
         *,
         id: str | None = None,
+        stoppable: bool = False,
     ) -> None:
         self.id = id or uuid.uuid4().hex
         self._future = future
         self._started = started
+        #: Set by :meth:`cancel`: the dispatcher running the job kills its sandboxed
+        #: run and ends the job cancelled. None when the dispatcher cannot stop a job
+        #: that has started (it runs elsewhere).
+        self.stop: threading.Event | None = threading.Event() if stoppable else None
         #: Seconds until this job is expected to be done: the moving average of its
         #: language and backend, times the queue ahead of it (0.0 before any was
         #: measured).
@@ -87,31 +97,78 @@ class Job:
         if f.cancelled():
             return JobStatus.CANCELLED
         if f.done():
-            return JobStatus.FAILED if f.exception() is not None else JobStatus.DONE
+            error = f.exception()
+            if isinstance(error, JobCancelled):
+                return JobStatus.CANCELLED
+            return JobStatus.FAILED if error is not None else JobStatus.DONE
         return JobStatus.RUNNING if self._started.is_set() else JobStatus.QUEUED
 
     def result(self, timeout: float | None = None) -> Result:
-        """Wait for the result; :class:`JobTimeout` if it is not there within ``timeout``."""
+        """Wait for the result; :class:`JobTimeout` if it is not there within
+        ``timeout``, :class:`JobCancelled` (a ``CancelledError``) if it was cancelled."""
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
             raise JobTimeout(f"job {self.id} did not finish within {timeout}s") from None
+        except JobCancelled:
+            raise
         except concurrent.futures.CancelledError:
-            raise JobError(f"job {self.id} was cancelled") from None
+            raise JobCancelled(f"job {self.id} was cancelled") from None
 
     def done(self) -> bool:
         return self._future.done()
 
     def cancel(self) -> bool:
-        """Cancel a job that has not started; True if it will not run."""
-        return self._future.cancel()
+        """Cancel the job. A queued job never runs; a running one has its sandboxed run
+        killed (within about 50 ms) and no other test starts. True if the job will end
+        cancelled; False if it had ended, or runs where it cannot be stopped."""
+        if self._future.cancel():
+            return True
+        if self._future.done() or self.stop is None:
+            return False
+        self.stop.set()
+        return True
 
     def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
         """Call ``fn(job)`` when the job ends (at once if it has)."""
         self._future.add_done_callback(lambda _f: fn(self))
 
+    def __await__(self) -> Generator[Any, None, Result]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Result:
+        try:
+            await asyncio.wrap_future(self._future)
+        except asyncio.CancelledError:
+            if not self._future.cancelled():  # our task was cancelled, not the job
+                self.cancel()
+                raise
+        return self.result(0)
+
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.status.value}>"
+
+
+def as_completed(jobs: Iterable[Job], timeout: float | None = None) -> Iterator[Job]:
+    """Yield ``jobs`` as they end (done, failed or cancelled), like
+    ``concurrent.futures.as_completed``; :class:`JobTimeout` if they have not all
+    ended within ``timeout`` seconds."""
+    by_future = {job._future: job for job in jobs}
+    try:
+        for future in concurrent.futures.as_completed(by_future, timeout):
+            yield by_future[future]
+    except concurrent.futures.TimeoutError:
+        raise JobTimeout(f"jobs did not all end within {timeout}s") from None
+
+
+def _report(progress: Callable[[int, int], Any] | None, done: int, total: int) -> None:
+    """Call a progress callback; one that raises is logged, and judging goes on."""
+    if progress is None:
+        return
+    try:
+        progress(done, total)
+    except Exception:
+        log.exception("the progress callback raised (judging goes on)")
 
 
 def _registry(languages: object) -> LanguageRegistry:
@@ -239,10 +296,7 @@ class Executor:
             if progress is not None:
                 with lock:
                     done += 1
-                    try:
-                        progress(done, total)
-                    except Exception:
-                        log.exception("the progress callback raised (judging goes on)")
+                    _report(progress, done, total)
             return result
 
         futures = [self._pool.submit(one, p) for p in prepared]
@@ -266,11 +320,64 @@ class Executor:
         return self.dispatcher.metrics()
 
     async def arun(self, submission: Submission) -> Result:
-        """``run`` for asyncio: judged in the executor's pool, the event loop stays free."""
+        """``run`` for asyncio: judged in the executor's pool, the event loop stays free.
+        Cancelling the awaiting task kills the sandboxed run (within about 50 ms)."""
         prepared = self.prepare(submission)
-        enqueued = time.monotonic()
+        return await self._ajudge(prepared, time.monotonic())
+
+    async def _ajudge(self, prepared: Prepared, enqueued: float) -> Result:
+        stop = threading.Event()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._judge, prepared, enqueued)
+        try:
+            return await loop.run_in_executor(self._pool, self._judge, prepared, enqueued, stop)
+        except asyncio.CancelledError:
+            stop.set()  # the pool's thread is not interrupted: its run is killed
+            raise
+
+    async def arun_many(
+        self,
+        submissions: Iterable[Submission],
+        *,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> list[Result]:
+        """``run_many`` for asyncio: results in the submissions' order. Every
+        submission is validated first; cancelling the task stops every run."""
+        results: list[Result | None] = []
+        async for index, result in self.arun_as_completed(submissions, progress=progress):
+            results.extend([None] * (index + 1 - len(results)))
+            results[index] = result
+        return results  # type: ignore[return-value]  # every index was filled
+
+    async def arun_as_completed(
+        self,
+        submissions: Iterable[Submission],
+        *,
+        progress: Callable[[int, int], Any] | None = None,
+    ) -> AsyncIterator[tuple[int, Result]]:
+        """Judge many submissions concurrently; yield ``(index, result)`` as each ends.
+
+        Every submission is validated first, so a bad one raises before any runs.
+        Leaving the loop early (``break``, an exception, a cancelled task) stops the
+        runs still going and drops the queued ones."""
+        prepared = [self.prepare(s) for s in submissions]
+        enqueued = time.monotonic()
+        tasks = {
+            asyncio.ensure_future(self._ajudge(p, enqueued)): index
+            for index, p in enumerate(prepared)
+        }
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    result = task.result()
+                    _report(progress, len(tasks) - len(pending), len(tasks))
+                    yield tasks[task], result
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
 
     def close(self) -> None:
         """Wait for running jobs, then release the sandbox if this executor made it."""
@@ -295,12 +402,20 @@ class Executor:
 
     # ------------------------------------------------------------------ internals
 
-    def _judge(self, prepared: Prepared, enqueued: float) -> Result:
+    def _judge(
+        self, prepared: Prepared, enqueued: float, stop: threading.Event | None = None
+    ) -> Result:
+        """Judge (through the cache, if any) and keep; :class:`JobCancelled` when
+        ``stop`` is set before the result is there."""
         queue_time = time.monotonic() - enqueued
         if self._cached is not None and prepared.cacheable:
-            result = self._cached.judge(prepared, lambda: self._execute(prepared, queue_time))
+            result = self._cached.judge(
+                prepared, lambda: self._execute(prepared, queue_time, stop), stop
+            )
         else:
-            result = self._execute(prepared, queue_time)
+            result = self._execute(prepared, queue_time, stop)
+        if stop is not None and stop.is_set():
+            raise JobCancelled("the job was cancelled")  # its result is not the job's
         return self.keep(prepared.submission, result)
 
     def keep(self, submission: Submission, result: Result) -> Result:
@@ -323,9 +438,13 @@ class Executor:
         stale (served stale while refreshing). Empty without a cache."""
         return dict(self._cached.stats) if self._cached is not None else {}
 
-    def _execute(self, prepared: Prepared, queue_time: float) -> Result:
+    def _execute(
+        self, prepared: Prepared, queue_time: float, stop: threading.Event | None = None
+    ) -> Result:
         try:
-            result = self.runner.judge(prepared, queue_time=queue_time)
+            result = self.runner.judge(prepared, queue_time=queue_time, cancel=stop)
+        except JobCancelled:
+            raise
         except CodeExecError as exc:
             # The sandbox broke (not the user's program): an internal error result.
             log.error("internal error judging %s: %s", prepared.fingerprint[:12], exc)

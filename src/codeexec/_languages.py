@@ -276,13 +276,15 @@ def _detect_version(language: Language, tools: Mapping[str, str]) -> str:
 
 
 # Compiles main.py (no code of it runs) and prints what python3 main.py would print
-# for an error found before the first line runs. No braces: commands are templates.
+# for an error found before the first line runs. Not ValueError: compile() refuses NUL
+# bytes where python3 (3.11) reads a file up to its first NUL; the run decides then.
+# No braces: commands are templates.
 _PYTHON_SYNTAX_CHECK = """\
 import os, sys
 path = os.path.abspath(sys.argv[1])  # python3 main.py names the script so
 try:
     compile(open(path, "rb").read(), path, "exec", dont_inherit=True)
-except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+except (SyntaxError, RecursionError, MemoryError) as exc:
     import traceback
     sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))
     sys.exit(1)

@@ -20,7 +20,7 @@ import attrs
 from cachetools import LRUCache
 
 from ._checkers import Checker, is_cacheable
-from ._errors import SubmissionError
+from ._errors import JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from .backends._protocol import RunOutcome, RunRequest, Sandbox
@@ -98,6 +98,15 @@ def classify(
     if check.ok:
         return Verdict.ACCEPTED, None, check.message
     return Verdict.WRONG_ANSWER, None, check.message
+
+
+def _stop_if_cancelled(cancel: threading.Event | None, outcome: RunOutcome | None = None) -> None:
+    """Raise :class:`~codeexec.JobCancelled` when the judging was cancelled (a run the
+    sandbox killed for it has no verdict)."""
+    if (cancel is not None and cancel.is_set()) or (
+        outcome is not None and outcome.killed_for == "cancelled"
+    ):
+        raise JobCancelled("the job was cancelled")
 
 
 def _measured(outcome: RunOutcome) -> dict[str, Any]:
@@ -242,7 +251,9 @@ class Runner:
             files.insert(0, File(prepared.source, sub.code))
         return tuple(files)
 
-    def compile(self, prepared: Prepared) -> tuple[CompileResult, tuple[File, ...]]:
+    def compile(
+        self, prepared: Prepared, cancel: threading.Event | None = None
+    ) -> tuple[CompileResult, tuple[File, ...]]:
         """Compile (or reuse an identical earlier compile); returns the result and the
         files every test run gets."""
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
@@ -255,12 +266,16 @@ class Runner:
         lock = self.artifacts.lock_for(key)
         try:
             with lock:
-                return self._compile_locked(prepared, key, files)
+                return self._compile_locked(prepared, key, files, cancel)
         finally:
             self.artifacts.release(key)
 
     def _compile_locked(
-        self, prepared: Prepared, key: str, files: tuple[File, ...]
+        self,
+        prepared: Prepared,
+        key: str,
+        files: tuple[File, ...],
+        cancel: threading.Event | None,
     ) -> tuple[CompileResult, tuple[File, ...]]:
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
         assert language.compile is not None
@@ -278,8 +293,10 @@ class Runner:
                 collect=language.artifacts,
                 toolchain=toolchain.directories(),
                 language=language.name,
+                cancel=cancel,
             )
         )
+        _stop_if_cancelled(cancel, outcome)
         result, run_files = self._compile_result(outcome, prepared, files)
         if result.message != "sandbox failure":
             self.artifacts.put(key, (result, run_files))
@@ -314,7 +331,13 @@ class Runner:
         )
         return result, artifacts + others
 
-    def run_test(self, prepared: Prepared, files: tuple[File, ...], test: TestCase) -> TestResult:
+    def run_test(
+        self,
+        prepared: Prepared,
+        files: tuple[File, ...],
+        test: TestCase,
+        cancel: threading.Event | None = None,
+    ) -> TestResult:
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
         argv = language.render(language.run, toolchain, sub.limits, prepared.main)
         argv += test.args
@@ -327,8 +350,10 @@ class Runner:
                 limits=sub.limits,
                 toolchain=toolchain.directories(),
                 language=language.name,
+                cancel=cancel,
             )
         )
+        _stop_if_cancelled(cancel, outcome)
         verdict, time_limit, message = classify(outcome, sub.limits, sub.checker, test)
         return TestResult(
             name=test.name,
@@ -340,13 +365,23 @@ class Runner:
             message=message,
         )
 
-    def judge(self, prepared: Prepared, *, queue_time: float = 0.0) -> Result:
-        """Compile once, run every test, and assemble the :class:`Result`."""
+    def judge(
+        self,
+        prepared: Prepared,
+        *,
+        queue_time: float = 0.0,
+        cancel: threading.Event | None = None,
+    ) -> Result:
+        """Compile once, run every test, and assemble the :class:`Result`.
+
+        When ``cancel`` is set, the run in progress is killed and no other starts:
+        :class:`~codeexec.JobCancelled` is raised."""
         started = time.monotonic()
         sub, language = prepared.submission, prepared.language
         compile_result: CompileResult | None = None
+        _stop_if_cancelled(cancel)
         if language.compiled:
-            compile_result, files = self.compile(prepared)
+            compile_result, files = self.compile(prepared, cancel)
             if not compile_result.ok:
                 verdict = (
                     Verdict.INTERNAL_ERROR
@@ -356,11 +391,14 @@ class Runner:
                 return self._result(prepared, verdict, (), compile_result, started, queue_time)
         else:
             files = self._files(prepared)
-        tests = tuple(self.run_test(prepared, files, t) for t in sub.effective_tests)
+        tests = []
+        for test in sub.effective_tests:
+            _stop_if_cancelled(cancel)
+            tests.append(self.run_test(prepared, files, test, cancel))
         verdict = next(
             (t.verdict for t in tests if t.verdict is not Verdict.ACCEPTED), Verdict.ACCEPTED
         )
-        return self._result(prepared, verdict, tests, compile_result, started, queue_time)
+        return self._result(prepared, verdict, tuple(tests), compile_result, started, queue_time)
 
     def _result(
         self,

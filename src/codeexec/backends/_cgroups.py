@@ -165,9 +165,11 @@ class Slot:
     def _reclaim(self, target: int) -> None:
         """Ask the kernel to bring the group down to ``target`` bytes, if it can."""
 
-    def set_limits(self, memory: int, pids: int) -> None:
+    def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
         """The next run's limits: ``memory`` bytes above what the group holds now (its
-        resident processes and cache), ``pids`` tasks in all (residents included)."""
+        resident processes and cache), but never more than ``ceiling`` in all (a docker
+        container's own limit, which the group cannot exceed); ``pids`` tasks in all
+        (residents included)."""
         raise NotImplementedError
 
     def begin(self) -> None:
@@ -275,10 +277,12 @@ class _SlotV1(Slot):
             self._limit_file.write(target)
             self._limit = target
 
-    def set_limits(self, memory: int, pids: int) -> None:
+    def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
         # The slot's server process lives here too; its few pages are part of the
         # baseline, so the run gets the whole limit on top of it.
         limit = memory + self._baseline_for_run(self._usage.value)
+        if ceiling is not None:
+            limit = min(limit, ceiling)
         if limit != self._limit:
             # memsw must stay >= limit at every step, so the order depends on direction.
             if self._has_memsw and self._limit is not None and limit > self._limit:
@@ -389,8 +393,9 @@ class _SlotV2(Slot):
         with contextlib.suppress(OSError):
             _write(self._file("memory.reclaim"), max(0, self._current() - target))
 
-    def set_limits(self, memory: int, pids: int) -> None:
-        _write(self._file("memory.max"), memory + self._baseline_for_run(self._current))
+    def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
+        limit = memory + self._baseline_for_run(self._current)
+        _write(self._file("memory.max"), limit if ceiling is None else min(limit, ceiling))
         if self._has_swap:
             _write(self._file("memory.swap.max"), 0)
         _write(self._file("pids.max"), pids)

@@ -16,6 +16,7 @@ outside its run; leave no process and no scratch file behind when it ends.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
 
@@ -72,7 +73,9 @@ class RunRequest:
     ``collect`` names files (glob patterns, relative to the work dir) to bring back,
     for example a compiled binary. ``toolchain`` lists host directories the program
     needs to read (a backend that builds its own root file system mounts them).
-    ``language`` names the language whose tools ``argv`` runs, if any.
+    ``language`` names the language whose tools ``argv`` runs, if any. When
+    ``cancel`` is set while the program runs, the sandbox kills it (within about 50 ms)
+    and reports ``killed_for="cancelled"``.
     """
 
     argv: tuple[str, ...] = attrs.field(converter=str_tuple)
@@ -85,6 +88,7 @@ class RunRequest:
     #: The language whose toolchain runs ("" when none): a sandbox with an image per
     #: language picks by it.
     language: str = ""
+    cancel: threading.Event | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -102,7 +106,7 @@ class RunOutcome:
     stderr_truncated: bool = False
     oom_killed: bool = False
     memory_limit_hit: bool = False
-    #: "cpu", "wall", "output" or None
+    #: "cpu", "wall", "output", "cancelled" or None
     killed_for: str | None = None
     collected: Mapping[str, bytes] = attrs.field(factory=dict)
     #: The sandbox failed to run the program at all (becomes internal_error).

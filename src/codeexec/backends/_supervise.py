@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _READ_CHUNK = 1 << 16
 #: A killed run's pipes reach EOF at once; this bounds a drain that somehow does not.
 _DRAIN_TIMEOUT = 2.0
+# How often a run that can be cancelled looks at its cancel event (seconds).
+_CANCEL_POLL = 0.05
 #: How long the other side may take to report a run's end once it was asked to kill
 #: it; past that it is broken (SandboxError: the slot or container is replaced).
 EXIT_TIMEOUT = 10.0
@@ -150,6 +152,10 @@ def supervise(
                 # CPU time grows at most ncpu seconds per second of wall time.
                 next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
             timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
+            if request.cancel is not None:
+                if request.cancel.is_set() and killed_for is None:
+                    kill("cancelled")
+                timeout = min(timeout, _CANCEL_POLL)
             if killed_for is not None:
                 if now >= kill_deadline:
                     raise SandboxError(

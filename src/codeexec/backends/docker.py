@@ -226,8 +226,11 @@ class _Container:
             return RunOutcome(error=f"could not write the work files: {exc}")
         with RunPipes(request.stdin) as pipes:
             try:
-                # The init is the only other process in the group.
-                self.cgroup.set_limits(limits.memory, limits.pids + 1)
+                # The init is the only other process in the group. A run gets at most
+                # the container's memory ceiling (a compile step's 1 GiB may not fit).
+                self.cgroup.set_limits(
+                    limits.memory, limits.pids + 1, ceiling=self.pool.sandbox.memory_ceiling
+                )
                 self.cgroup.begin()
                 env = {"HOME": WORKDIR, **request.env}
                 msg = {"cwd": WORKDIR, "argv": list(request.argv), "env": env}

@@ -86,7 +86,8 @@ class LocalDispatcher:
 
     Higher ``priority`` runs first; equal priorities run in submission order.
     :class:`~codeexec.QueueFull` when ``max_queued`` jobs wait (backpressure: the queue
-    never grows without bound). A queued job can be cancelled; a running one cannot.
+    never grows without bound). ``job.cancel()`` drops a queued job and stops a running
+    one (its sandboxed run is killed).
     """
 
     name = "local"
@@ -142,7 +143,7 @@ class LocalDispatcher:
             ahead = self._queued + self._running
             estimate = executor.estimates.get(key) * (1 + ahead / max(1, len(self._threads)))
             future: concurrent.futures.Future[Result] = concurrent.futures.Future()
-            job = Job(future, threading.Event(), estimate, id=job_id)
+            job = Job(future, threading.Event(), estimate, id=job_id, stoppable=True)
             entry = _Entry(job, prepared, time.monotonic(), user)
             heapq.heappush(self._heap, (-priority, next(self._sequence), entry))
             self._queued += 1
@@ -188,7 +189,7 @@ class LocalDispatcher:
                 self._mean_wait = 0.9 * self._mean_wait + 0.1 * waited
             entry.job._started.set()
             try:
-                result = executor._judge(entry.prepared, entry.enqueued)
+                result = executor._judge(entry.prepared, entry.enqueued, entry.job.stop)
             except BaseException as exc:  # an infrastructure failure: the job fails
                 self._finish(entry)
                 future.set_exception(exc)
