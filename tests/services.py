@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 
 
 def free_port() -> int:
@@ -202,8 +203,17 @@ class CeleryWorker:
     can be killed with SIGKILL (the whole process group, as a lost machine) and
     started again."""
 
-    def __init__(self, broker: str, name: str, *, uid_base: int, **options: object) -> None:
+    def __init__(
+        self,
+        broker: str,
+        name: str,
+        *,
+        uid_base: int,
+        celery_args: Sequence[str] = (),
+        **options: object,
+    ) -> None:
         self.broker = broker
+        self.celery_args = list(celery_args)  # Celery's own worker options
         self.name = name
         self.uid_base = uid_base
         self.options = {
@@ -225,6 +235,7 @@ class CeleryWorker:
         ]  # fmt: skip
         for key, value in self.options.items():
             argv += [f"--{key}", str(value)]
+        argv += self.celery_args
         offset = os.path.getsize(self.log_path)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(

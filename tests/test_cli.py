@@ -79,12 +79,108 @@ def test_run_keeps_the_submission_in_a_store(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     ident = proc.stdout.split("stored as: ")[1].split()[0]
-    listed = cli(
-        "store", "query", "--db", f"sqlite:///{tmp_path}/metadata.db",
-        "--hot", str(tmp_path / "blobs"), "--json",
-    )  # fmt: skip
+    listed = cli("store", "query", "--store", str(tmp_path), "--json")
     assert listed.returncode == 0, listed.stderr
     records = json.loads(listed.stdout)["records"]
     assert [(r["id"], r["verdict"], r["language"]) for r in records] == [
         (ident, "accepted", "python")
     ]
+
+
+def test_version_and_python_dash_m():
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeexec", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("codeexec ")
+    assert proc.stdout.split()[1][0].isdigit()
+
+
+def test_run_keeps_user_problem_and_id_and_a_rerun_is_a_revision(tmp_path):
+    args = [
+        "run",
+        str(EXAMPLES / "sum.py"),
+        "--tests",
+        str(EXAMPLES / "sum_tests.json"),
+        "--store",
+        str(tmp_path),
+        "--user",
+        "alice",
+        "--problem",
+        "sum",
+        "--id",
+        "s-1",
+    ]
+    assert cli(*args).returncode == 0
+    assert cli(*args).returncode == 0
+    listed = cli("store", "query", "--store", str(tmp_path), "--user", "alice", "--json")
+    records = json.loads(listed.stdout)["records"]
+    assert [(r["id"], r["problem_id"]) for r in records] == [("s-1", "sum"), ("s-1", "sum")]
+    # The same store named the other way.
+    other = cli(
+        "store",
+        "query",
+        "--db",
+        f"sqlite:///{tmp_path}/metadata.db",
+        "--hot",
+        str(tmp_path / "blobs"),
+        "--problem",
+        "sum",
+        "--json",
+    )
+    assert len(json.loads(other.stdout)["records"]) == 2
+    proc = cli("run", str(EXAMPLES / "sum.py"), "--user", "alice")
+    assert proc.returncode == 2 and "store" in proc.stderr
+
+
+def test_a_mistyped_store_is_an_error_and_is_not_created(tmp_path):
+    missing = tmp_path / "typo"
+    for args in (
+        ["store", "query", "--store", str(missing)],
+        ["store", "query", "--db", f"sqlite:///{missing}/metadata.db", "--hot", str(missing)],
+        ["store", "lifecycle", "--store", str(missing), "--delete-after", "1"],
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 2, proc
+        assert "no store here" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_usage_and_configuration_errors_exit_two_with_one_line(tmp_path):
+    store = tmp_path / "s"
+    assert cli("store", "migrate", "--store", str(store)).returncode == 0
+    cases = [
+        ["store", "query", "--store", str(store), "--verdict", "nonsense"],
+        ["run", str(EXAMPLES / "sum.py"), "--store", "/proc/no/such/dir"],
+        ["run", str(EXAMPLES / "sum.py"), "--store", str(store), "--db", "sqlite://"],
+        ["run", str(EXAMPLES / "sum.py"), "--backend", "no-such-sandbox"],
+        ["run", str(EXAMPLES / "sum.py"), "--no-such-flag"],
+        ["store", "query"],
+    ]
+    for args in cases:
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr, args
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith(
+            (
+                "codeexec: ",
+                "codeexec store query: error",
+                "usage:",
+                "codeexec run: error",
+                "codeexec: error",
+            )
+        ), (args, last)
+
+
+def test_tests_json_refuses_keys_it_does_not_know_and_takes_common_spellings(tmp_path):
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"inputs": "1 2", "expected": "3"}]))
+    proc = cli("run", str(EXAMPLES / "sum.py"), "--tests", str(wrong))
+    assert proc.returncode == 2 and "'inputs'" in proc.stderr
+    common = tmp_path / "common.json"
+    common.write_text(
+        json.dumps([{"input": "1 2", "output": "3"}, {"input": "1 1", "output": "3"}])
+    )
+    proc = cli("run", str(EXAMPLES / "sum.py"), "--tests", str(common))
+    assert proc.returncode == 1  # the second test is a wrong answer: the keys meant something
+    assert "wrong_answer" in proc.stdout

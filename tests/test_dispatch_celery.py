@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -236,3 +238,16 @@ def test_results_judged_by_workers_are_stored_by_the_host(broker, workers, tmp_p
         assert sorted(r.id for r in records) == sorted(ids)
         assert {r.backend for r in records} == {"process"}
         assert ex.store.get(ids[2]).result.tests[0].stdout == "14\n"
+
+
+def test_the_worker_passes_celerys_own_options_on(broker, workers, executor):
+    (worker,) = workers(1, celery_args=["-E", "--max-memory-per-child", "2000000"])
+    assert executor.submit(echo(3)).result(timeout=60).ok
+    assert "task events: ON" in worker.output()
+    proc = subprocess.run(
+        [sys.executable, "-m", "codeexec", "worker", "--broker", broker, "--no-such-option"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0 and "no-such-option" in proc.stderr + proc.stdout

@@ -1,22 +1,29 @@
 """The ``codeexec`` command: the one place that talks to a terminal.
 
+    codeexec --version
     codeexec run FILE [--language L] [--backend B] [--stdin TEXT | --tests FILE.json]
                       [--cpu-time S] [--wall-time S] [--memory SIZE] [--output SIZE] [--json]
-                      [--store DIR]
+                      [STORE] [--user U] [--problem P] [--id ID]
     codeexec languages [--json]
     codeexec doctor [--json]
     codeexec image build [LANGUAGE ...] [--rebuild]
-    codeexec store migrate --db URL
+    codeexec store migrate STORE
+    codeexec store lifecycle STORE [--move-after DAYS] [--delete-after DAYS] [--json]
+    codeexec store query STORE [--user U] [--problem P] [--verdict V]
+                         [--limit N] [--cursor C] [--json]
     codeexec worker --broker URL [--result-backend URL] [--sandbox NAME] [--slots N]
                     [--concurrency N] [--pool solo|prefork] [--languages L,L]
                     [--recycle-after N]
                     [--visibility-timeout S] [--cache URL] [--uid-base UID]
-    codeexec store lifecycle --db URL --hot DIR [--cold URL [--cold-option K=V ...]]
-                             [--move-after DAYS] [--delete-after DAYS] [--json]
-    codeexec store query --db URL --hot DIR [--user U] [--problem P] [--verdict V]
-                         [--limit N] [--cursor C] [--json]
+                    [CELERY WORKER OPTION ...]
 
-Exit status: 0 accepted, 1 any other verdict, 2 bad usage or input.
+STORE names a store the same way in every command: ``--store DIR`` (everything local
+there), or ``--db URL --hot DIR|URL``; either may add ``--cold URL [--cold-option K=V]``.
+``store query`` and ``store lifecycle`` open only a store that exists.
+
+Also ``python -m codeexec``. Exit status: 0 accepted, 1 any other verdict, 2 bad usage,
+input or configuration (one line on stderr), 3 the judging itself failed (a sandbox,
+a database or a directory that does not work).
 """
 
 from __future__ import annotations
@@ -31,7 +38,14 @@ from typing import Any
 
 import attrs
 
-from ._errors import CodeExecError, SubmissionError
+from ._errors import (
+    CodeExecError,
+    ConfigurationError,
+    FormatError,
+    SandboxUnavailableError,
+    SubmissionError,
+    UnknownSandboxError,
+)
 from ._executor import Executor
 from ._languages import LanguageRegistry, default_languages
 from ._model import Limits, Result, Submission, TestCase, Verdict
@@ -55,6 +69,7 @@ class _UsageError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codeexec", description="Run untrusted code safely.")
+    parser.add_argument("--version", action="version", version=f"codeexec {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a program and judge it")
@@ -73,9 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--output", help="stdout+stderr kept, e.g. 1M (default 1M)")
     run.add_argument("--checker", default="default", help="exact, default, tokens or float")
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    run.add_argument(
-        "--store", metavar="DIR", help="keep the submission and its result in a store there"
-    )
+    kept = _store_arguments(run, "keep the submission and its result in a store")
+    kept.add_argument("--user", help="the submission's user_id (stored with it)")
+    kept.add_argument("--problem", help="the submission's problem_id (stored with it)")
+    kept.add_argument("--id", help="the record's id (default: a new UUIDv7); again: a revision")
 
     langs = sub.add_parser("languages", help="list languages and their toolchains")
     langs.add_argument("--json", action="store_true")
@@ -93,27 +109,20 @@ def _parser() -> argparse.ArgumentParser:
 
     store = sub.add_parser("store", help="the store of submissions: migrate, lifecycle, query")
     actions = store.add_subparsers(dest="action", required=True)
-    migrate = actions.add_parser("migrate", help="bring the database schema up to date")
-    migrate.add_argument("--db", required=True, help="SQLAlchemy URL of the metadata database")
+    migrate = actions.add_parser("migrate", help="make the store, or bring its schema up to date")
+    _store_arguments(migrate, "the store to migrate (--db alone is enough)")
     lifecycle = actions.add_parser("lifecycle", help="move old blobs to cold, delete expired")
     query = actions.add_parser("query", help="list stored submissions, newest first")
     for action in (lifecycle, query):
-        action.add_argument("--db", required=True, help="SQLAlchemy URL of the metadata database")
-        action.add_argument("--hot", required=True, help="the hot blob tier (directory or URL)")
-        action.add_argument("--cold", help="the cold blob tier (fsspec URL, e.g. s3://bucket/p)")
-        action.add_argument(
-            "--cold-option",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="a storage option of the cold tier (e.g. endpoint_url=http://...)",
-        )
+        _store_arguments(action, "the store (it must exist)")
         action.add_argument("--json", action="store_true")
     lifecycle.add_argument("--move-after", type=float, help="days before blobs go cold")
     lifecycle.add_argument("--delete-after", type=float, help="days before records are deleted")
     query.add_argument("--user", help="user_id")
     query.add_argument("--problem", help="problem_id")
-    query.add_argument("--verdict", help="verdict, e.g. accepted")
+    query.add_argument(
+        "--verdict", choices=[v.value for v in Verdict], help="verdict, e.g. accepted"
+    )
     query.add_argument("--limit", type=int, default=20)
     query.add_argument("--cursor", help="the 'next' of the previous page")
 
@@ -154,6 +163,52 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("codeexec")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def _store_arguments(parser: argparse.ArgumentParser, what: str) -> Any:
+    """The options that name a store, the same in every command."""
+    group = parser.add_argument_group(
+        "store", f"{what}: --store DIR, or --db URL with --hot DIR|URL"
+    )
+    group.add_argument("--store", metavar="DIR", help="everything local under DIR")
+    group.add_argument("--db", metavar="URL", help="SQLAlchemy URL of the metadata database")
+    group.add_argument("--hot", metavar="DIR|URL", help="the hot blob tier")
+    group.add_argument("--cold", metavar="URL", help="the cold blob tier (e.g. s3://bucket/p)")
+    group.add_argument(
+        "--cold-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a storage option of the cold tier (e.g. endpoint_url=http://...)",
+    )
+    return group
+
+
+def _open_store(args: argparse.Namespace, *, create: bool, **options: Any) -> Any:
+    """The store the STORE options name (None when they name none)."""
+    from .storage import Store
+
+    if args.store and (args.db or args.hot):
+        raise _UsageError("name the store by --store DIR, or by --db and --hot; not both")
+    if not (args.store or args.db or args.hot):
+        if args.cold or args.cold_option:
+            raise _UsageError("--cold needs a store: --store DIR, or --db and --hot")
+        return None
+    options.update(cold=args.cold, cold_options=_options(args.cold_option), create=create)
+    if args.store:
+        return Store.at(args.store, **options)
+    if not (args.db and args.hot):
+        raise _UsageError("--db and --hot name a store together (or give --store DIR)")
+    return Store(args.db, args.hot, **options)
+
+
 def _load_tests(path: str) -> list[TestCase]:
     try:
         data = json.loads(Path(path).read_text())
@@ -163,16 +218,10 @@ def _load_tests(path: str) -> list[TestCase]:
         raise _UsageError(f"{path}: expected a JSON list of tests")
     tests = []
     for i, item in enumerate(data):
-        if not isinstance(item, dict):
-            raise _UsageError(f"{path}: test {i} is not an object")
-        tests.append(
-            TestCase(
-                stdin=item.get("stdin", ""),
-                expected=item.get("expected"),
-                args=item.get("args", ()),
-                name=item.get("name"),
-            )
-        )
+        try:
+            tests.append(TestCase.from_dict(item))
+        except FormatError as exc:
+            raise _UsageError(f"{path}: test {i}: {exc}") from None
     return tests
 
 
@@ -198,8 +247,22 @@ def _submission(args: argparse.Namespace) -> Submission:
         tests = _load_tests(args.tests)
     else:
         tests = [TestCase(stdin=args.stdin or "")]
+    metadata = {
+        key: value
+        for key, value in (
+            ("user_id", args.user),
+            ("problem_id", args.problem),
+            ("submission_id", args.id),
+        )
+        if value is not None
+    }
     return Submission(
-        language=language, code=code, tests=tests, limits=Limits(**limits), checker=args.checker
+        language=language,
+        code=code,
+        tests=tests,
+        limits=Limits(**limits),
+        checker=args.checker,
+        metadata=metadata,
     )
 
 
@@ -229,8 +292,15 @@ def _print_result(result: Result) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     submission = _submission(args)
-    with Executor(args.backend, store=args.store) as executor:
-        result = executor.run(submission)
+    if not (args.store or args.db or args.hot) and (args.user or args.problem or args.id):
+        raise _UsageError("--user, --problem and --id are kept with a store: give --store DIR")
+    store = _open_store(args, create=True)
+    try:
+        with Executor(args.backend, store=store) as executor:
+            result = executor.run(submission)
+    finally:
+        if store is not None:
+            store.close()
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -338,16 +408,19 @@ def _cmd_image(args: argparse.Namespace) -> int:
 
 
 def _cmd_store(args: argparse.Namespace) -> int:
-    from .storage import MetadataStore, Store
+    from .storage import MetadataStore
 
     if args.action == "migrate":
-        meta = MetadataStore(args.db)
-        meta.close()
-        print(f"{args.db}: schema up to date")
+        if args.db and not (args.hot or args.store):
+            MetadataStore(args.db).close()  # the schema is all a migration touches
+        else:
+            store = _open_store(args, create=True, durability="none")
+            if store is None:
+                raise _UsageError("name the store to migrate: --store DIR, or --db URL")
+            store.close()
+        print(f"{args.db or args.store}: schema up to date")
         return 0
-    with Store(
-        args.db, args.hot, args.cold, cold_options=_options(args.cold_option), durability="none"
-    ) as store:
+    with _open_store(args, create=False, durability="none") or _no_store() as store:
         if args.action == "lifecycle":
             report = store.lifecycle(move_after=args.move_after, delete_after=args.delete_after)
             data: Any = attrs.asdict(report)
@@ -373,6 +446,10 @@ def _cmd_store(args: argparse.Namespace) -> int:
             ) + (f"\nnext page: --cursor {page.next}" if page.next else "")
     print(json.dumps(data, indent=2) if args.json else text)
     return 0
+
+
+def _no_store() -> Any:
+    raise _UsageError("name the store: --store DIR, or --db URL with --hot DIR|URL")
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -405,15 +482,21 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         f"--hostname={args.hostname or f'codeexec-{os.getpid()}@%h'}",
         "--without-gossip",
         "--without-mingle",
+        # Celery's own worker options (-E, --autoscale, --max-memory-per-child, ...):
+        # Celery checks them.
+        *args.celery_options,
     ]
     app.worker_main(argv)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``codeexec`` command."""
+    """Entry point of the ``codeexec`` command (and of ``python -m codeexec``)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "worker":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.celery_options = extra
     commands = {
         "run": _cmd_run,
         "languages": _cmd_languages,
@@ -424,12 +507,23 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (_UsageError, SubmissionError) as exc:
+    except _USAGE_ERRORS as exc:
         print(f"codeexec: {exc}", file=sys.stderr)
         return 2
-    except CodeExecError as exc:
-        print(f"codeexec: {exc}", file=sys.stderr)
-        return 2
+    except (CodeExecError, OSError) as exc:
+        print(f"codeexec: error: {exc}", file=sys.stderr)
+        return 3
+
+
+#: Errors of what the user gave (exit 2); any other failure is the judge's (exit 3).
+_USAGE_ERRORS = (
+    _UsageError,
+    SubmissionError,
+    ConfigurationError,
+    FormatError,
+    SandboxUnavailableError,
+    UnknownSandboxError,
+)
 
 
 if __name__ == "__main__":

@@ -199,6 +199,8 @@ class MetadataStore:
         current month.
     :param fsync: on SQLite, fsync every commit (``synchronous=FULL``), so a commit
         survives a power cut and not only a crash of the process.
+    :param create: False refuses a database without the submissions table (a
+        mistyped URL) with :class:`StorageConfigError`, instead of making one.
     """
 
     def __init__(
@@ -209,6 +211,7 @@ class MetadataStore:
         migrate: bool = True,
         partitions_ahead: int = 3,
         fsync: bool = False,
+        create: bool = True,
     ) -> None:
         if engine is None:
             engine = create_engine(url, sqlite_synchronous="FULL" if fsync else "NORMAL")
@@ -227,10 +230,19 @@ class MetadataStore:
             f"{database}.codeexec-lock" if self.dialect == "sqlite" and not in_memory else None
         )
         if self.dialect == "sqlite" and not in_memory and database:
+            if not create and not os.path.exists(database):
+                raise StorageConfigError(f"no store here: the database {database} does not exist")
             # Owner-only from the start (SQLite gives its -wal and -shm files the
             # database's mode): other users' submissions are not for anyone to read.
             with contextlib.suppress(OSError):
                 os.close(os.open(database, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        if not create:
+            with self._connect() as conn:
+                if not sa.inspect(conn).has_table(TABLE):
+                    self.engine.dispose()
+                    raise StorageConfigError(
+                        f"no store here: {self.engine.url.render_as_string()} has no {TABLE} table"
+                    )
         if migrate:
             self.migrate()
 

@@ -37,7 +37,7 @@ import uuid_utils
 from cachetools import LRUCache
 
 from .._errors import RecordNotFoundError, StorageConfigError, StorageError
-from .._model import Result, Submission
+from .._model import Result, Submission, Verdict
 from ._blobs import BlobStore, BlobTier, Compression
 from ._journal import Journal
 from ._lifecycle import LifecycleReport, run_lifecycle
@@ -48,6 +48,7 @@ __all__ = ["StoredSubmission", "Store", "new_id"]
 
 Durability = Literal["journal", "fsync", "none"]
 
+_VERDICTS = frozenset(v.value for v in Verdict)
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _TEXT_MAX = 255
 _NAME_MAX = 64
@@ -103,6 +104,9 @@ class Store:
         up to ``save_timeout`` seconds and raises :class:`~codeexec.StoreFullError`.
     :param check: write and read back a probe in each blob tier now, so a bad path or
         an unreachable bucket fails here and not at the first save.
+    :param create: False opens only a store that exists: a database holding the
+        submissions table and, for a local hot tier, its directory. A mistyped path is
+        then a :class:`StorageConfigError` instead of a new, empty store.
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class Store:
         save_timeout: float = 30.0,
         check: bool = True,
         partitions_ahead: int = 3,
+        create: bool = True,
     ) -> None:
         if durability not in (None, "journal", "fsync", "none"):
             raise StorageConfigError(
@@ -139,13 +144,15 @@ class Store:
                 f"durability={durability!r} needs a journal directory (the hot tier"
                 f" {hot!r} is not local)"
             )
+        if not create:
+            _hot_tier_exists(hot_tier)
         self.durability: Durability = durability or ("journal" if journal else "none")
         self.blobs = BlobStore(hot_tier, cold_tier, compression=compression)
         if check:
             hot_tier.check()
             if cold_tier is not None:
                 cold_tier.check()
-        self.meta = MetadataStore(db, partitions_ahead=partitions_ahead, fsync=fsync)
+        self.meta = MetadataStore(db, partitions_ahead=partitions_ahead, fsync=fsync, create=create)
         self.save_timeout = save_timeout
         self._rejected = os.path.join(journal, "rejected") if journal else None
         self._writer = WriteBehind(
@@ -165,9 +172,14 @@ class Store:
     @classmethod
     def at(cls, directory: str | os.PathLike[str], **options: Any) -> Store:
         """Everything local under ``directory``: ``metadata.db`` (SQLite), ``blobs/``
-        (the hot tier) and ``blobs/.journal``."""
+        (the hot tier) and ``blobs/.journal``. With ``create=False`` the store must
+        exist there."""
         directory = os.path.abspath(os.fspath(directory))
-        os.makedirs(directory, exist_ok=True)
+        if options.get("create", True):
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                raise StorageConfigError(f"cannot make the store {directory}: {exc}") from exc
         return cls(
             db=f"sqlite:///{os.path.join(directory, 'metadata.db')}",
             hot=os.path.join(directory, "blobs"),
@@ -363,6 +375,10 @@ class Store:
         datetimes). Pass the page's ``next`` as ``cursor`` for the next page. Only
         stored records are searched: :meth:`flush` first to include the newest.
         """
+        if verdict is not None and str(verdict) not in _VERDICTS:
+            raise StorageConfigError(
+                f"unknown verdict {verdict!r}; verdicts are {', '.join(sorted(_VERDICTS))}"
+            )
         return self.meta.query(
             user_id=user_id,
             problem_id=problem_id,
@@ -424,6 +440,13 @@ def _stored(record: Record, entry: Mapping[str, Any]) -> StoredSubmission:
         Submission.from_dict(entry["submission"], recorded_checker=True),
         Result.from_dict(entry["result"]),
     )
+
+
+def _hot_tier_exists(hot: BlobTier) -> None:
+    """Refuse a local hot tier that is not there (see ``Store(create=False)``; the
+    database is checked by :class:`MetadataStore`)."""
+    if hot.local and not os.path.isdir(hot.root):
+        raise StorageConfigError(f"no store here: the hot tier {hot.root} does not exist")
 
 
 def _days(value: float | dt.timedelta | None) -> dt.timedelta | None:
