@@ -94,3 +94,24 @@ def test_memory_cache_is_bounded():
         cache.set(str(i), b"v")
     assert len(cache) == 3
     assert cache.get("9") == b"v" and cache.get("0") is MISS
+
+
+def test_the_redis_lock_excludes_renews_and_expires(redis_server):
+    cache = from_url(redis_server.url, prefix=f"lock{secrets.token_hex(4)}:")
+    first, second = cache.lock("k", ttl=0.4), cache.lock("k", ttl=0.4)
+    assert first.acquire()
+    assert not second.acquire()
+    time.sleep(1.0)  # more than the ttl: the holder's thread renews it
+    assert not second.acquire()
+    first.release()
+    assert second.acquire()
+    # A holder that dies (its renewing thread with it) loses the lock after the ttl.
+    second._stop.set()
+    second._keeper.join()
+    time.sleep(0.6)
+    third = cache.lock("k", ttl=0.4)
+    assert third.acquire()
+    second.release()  # no longer its lock: releasing it must not free the new holder's
+    assert not cache.lock("k", ttl=0.4).acquire()
+    third.release()
+    cache.close()

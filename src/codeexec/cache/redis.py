@@ -8,7 +8,6 @@ cross-process half of single-flight: a lock that expires if its holder dies.
 from __future__ import annotations
 
 import contextlib
-import secrets
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -21,15 +20,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from ._base import MISS, _Miss, decode, encode
 
 __all__ = ["RedisCache", "RedisLock"]
-
-# Delete or extend the lock only if we still hold it (compare the token atomically).
-_RELEASE = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-)
-_EXTEND = (
-    "if redis.call('get', KEYS[1]) == ARGV[1] then "
-    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-)
 
 
 class RedisCache:
@@ -104,24 +94,24 @@ class RedisCache:
 
 
 class RedisLock:
-    """A lock held by one process at a time, across machines.
-
-    ``SET key token NX PX ttl``: if the holder dies its lock expires after ``ttl``
-    seconds; while it lives, a thread extends it every ``ttl / 3`` so a long run keeps
-    it. Release deletes it only if the token is still ours.
+    """A lock held by one process at a time, across machines: redis-py's own
+    :class:`redis.lock.Lock` (a token set with ``NX PX``, released and extended by
+    Lua scripts that check the token), plus what it lacks for a judge: a thread that
+    renews the lease every ``ttl / 3`` while it is held, so a run longer than ``ttl``
+    keeps it, and if the holder dies the lock expires ``ttl`` seconds later.
     """
 
     def __init__(self, client: Any, key: str, ttl: float = 30.0) -> None:
-        self.client = client
         self.key = key
-        self.ttl_ms = max(100, int(ttl * 1000))
-        self.token = secrets.token_hex(16)
+        self.ttl = max(0.1, ttl)
+        # Not thread-local: the renewing thread acts for the thread that acquired.
+        self._lock = client.lock(key, timeout=self.ttl, blocking=False, thread_local=False)
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
 
     def acquire(self) -> bool:
         """Take the lock if free; True if we hold it now."""
-        if not self.client.set(self.key, self.token, nx=True, px=self.ttl_ms):
+        if not self._lock.acquire(blocking=False):
             return False
         self._stop.clear()
         self._keeper = threading.Thread(target=self._keep, daemon=True, name="codeexec-lock")
@@ -129,10 +119,11 @@ class RedisLock:
         return True
 
     def _keep(self) -> None:
-        while not self._stop.wait(self.ttl_ms / 3000):
+        while not self._stop.wait(self.ttl / 3):
             try:
-                if not self.client.eval(_EXTEND, 1, self.key, self.token, self.ttl_ms):
-                    return  # lost it (expired while Redis was away)
+                self._lock.reacquire()  # back to a full ttl
+            except redis.exceptions.LockNotOwnedError:
+                return  # lost it (expired while Redis was away)
             except redis.RedisError:
                 continue
 
@@ -140,5 +131,6 @@ class RedisLock:
         self._stop.set()
         if self._keeper is not None:
             self._keeper.join(timeout=1)
-        with contextlib.suppress(redis.RedisError):  # if not, it expires on its own
-            self.client.eval(_RELEASE, 1, self.key, self.token)
+        # Not ours any more (expired), or Redis is away: it expires on its own.
+        with contextlib.suppress(redis.RedisError):
+            self._lock.release()
