@@ -179,3 +179,20 @@ def test_a_checker_that_sees_an_opaque_object_is_not_cacheable():
     assert _checker_key(opaque) != _checker_key(other)
     pinned = CallableChecker(lambda out, t: out.strip() == answers.value, identity="answers-v1")
     assert pinned.cacheable and pinned.identity == "answers-v1"
+
+
+ANSWERS = {i: str(i * i) for i in range(1000)}
+
+
+def _from_table(out, expected, test):
+    return out.strip() == ANSWERS[int(test.name)]
+
+
+def test_an_answer_table_the_checker_reads_is_keyed_by_every_entry():
+    before = _checker_key(_from_table)
+    ANSWERS[999] = "changed"
+    try:
+        assert _checker_key(_from_table) != before
+    finally:
+        ANSWERS[999] = str(999 * 999)
+    assert _checker_key(_from_table) == before

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from cachetools import LRUCache
 
-from ._checkers import Checker, is_cacheable
+from ._checkers import Checker, describe
 from ._errors import JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
@@ -204,6 +204,8 @@ class Prepared:
     #: The program's main name (``{main}`` in the language's commands): ``Main``, or
     #: e.g. a Java submission's public class.
     main: str = "Main"
+    #: The checker's identity, worked out once (it is in the fingerprint).
+    checker_identity: str = ""
 
     @property
     def source(self) -> str:
@@ -234,15 +236,15 @@ class Runner:
         source = language.source_name(main)
         if submission.code is not None and any(f.path == source for f in submission.files):
             raise SubmissionError(f"both code and a file named {source!r} were given; pass one")
+        checker_identity, cacheable = describe(submission.checker)
         key = fingerprint(
             submission,
             language=language,
             toolchain_version=toolchain.version,
             sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
+            checker_identity=checker_identity,
         )
-        return Prepared(
-            submission, language, toolchain, key, is_cacheable(submission.checker), main
-        )
+        return Prepared(submission, language, toolchain, key, cacheable, main, checker_identity)
 
     def _files(self, prepared: Prepared) -> tuple[File, ...]:
         sub = prepared.submission
@@ -437,5 +439,5 @@ class Runner:
             "compile_limits": sub.compile_limits.to_dict(applied=True)
             if prepared.language.compiled
             else None,
-            "checker": sub.checker.identity,
+            "checker": prepared.checker_identity or sub.checker.identity,
         }
