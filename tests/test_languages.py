@@ -140,6 +140,8 @@ PYTHON_ERRORS = {
     "bad encoding": b"print('\xff')\n",
 }
 WORDED_OTHERWISE = {"bad encoding": "0xff"}
+#: The interpreter the sandbox runs (the toolchain's: /usr/local/bin comes first).
+PYTHON = LanguageRegistry(codeexec.default_languages()).toolchain("python").tools["python3"]
 
 
 @pytest.mark.parametrize("name", sorted(PYTHON_ERRORS))
@@ -154,7 +156,7 @@ def test_python_that_does_not_parse_is_a_compilation_error_with_pythons_message(
     main = tmp_path / "main.py"
     main.write_bytes(code.encode() if isinstance(code, str) else code)
     direct = subprocess.run(
-        ["python3", "-B", "-E", "-s", "main.py"], cwd=tmp_path, capture_output=True, text=True
+        [PYTHON, "-B", "-E", "-s", "main.py"], cwd=tmp_path, capture_output=True, text=True
     )
     assert direct.returncode == 1
     if name in WORDED_OTHERWISE:
@@ -170,7 +172,7 @@ def test_python_that_does_not_parse_is_a_compilation_error_with_pythons_message(
 def test_a_nul_byte_is_judged_as_python3_main_py_judges_it(executor, code, tmp_path):
     """3.11 reads a file up to its first NUL, 3.12 refuses it: the run decides."""
     (tmp_path / "main.py").write_text(code)
-    direct = subprocess.run(["python3", "main.py"], cwd=tmp_path, capture_output=True)
+    direct = subprocess.run([PYTHON, "main.py"], cwd=tmp_path, capture_output=True)
     result = executor.run(Submission(language="python", code=code))
     expected = Verdict.ACCEPTED if direct.returncode == 0 else Verdict.RUNTIME_ERROR
     if b"SyntaxError" in direct.stderr and direct.returncode == 1:

@@ -335,9 +335,15 @@ def _self_test(sandbox: Any) -> str:
 def doctor_report() -> dict[str, Any]:
     """What works on this host: each backend, its protections, and why not."""
     from .backends import available_sandboxes, get_sandbox
+    from .backends._cgroups import describe as describe_cgroups
     from .backends._protocol import Capability
 
-    report: dict[str, Any] = {"uid": os.geteuid(), "kernel": os.uname().release, "backends": {}}
+    report: dict[str, Any] = {
+        "uid": os.geteuid(),
+        "kernel": os.uname().release,
+        "cgroups": describe_cgroups(),
+        "backends": {},
+    }
     for name in available_sandboxes():
         try:
             sandbox = get_sandbox(name)
@@ -367,6 +373,20 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 0
     print(f"uid {report['uid']}, kernel {report['kernel']}")
+    cg = report["cgroups"]
+    print(
+        f"cgroups: {cg['hierarchy']} hierarchy, "
+        + (f"using v{cg['using'][1:]}" if "using" in cg else f"UNUSABLE: {cg['missing']}")
+    )
+    if "v2" in cg:
+        v2 = cg["v2"]
+        print(
+            f"  v2 group {v2['group']}: controllers {' '.join(v2['controllers']) or 'none'},"
+            f" enabled below {' '.join(v2['enabled_below']) or 'none'}"
+            + ("" if v2["writable"] else " (not writable)")
+        )
+    for controller, path in cg.get("v1", {}).items():
+        print(f"  v1 {controller}: {path or 'not mounted'}")
     for name, info in report["backends"].items():
         if not info["available"]:
             print(f"backend {name}: UNAVAILABLE: {info['reason']}")

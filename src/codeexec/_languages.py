@@ -284,6 +284,8 @@ import os, sys
 path = os.path.abspath(sys.argv[1])  # python3 main.py names the script so
 try:
     compile(open(path, "rb").read(), path, "exec", dont_inherit=True)
+except ValueError:
+    pass
 except (SyntaxError, RecursionError, MemoryError) as exc:
     import traceback
     sys.stderr.write("".join(traceback.format_exception_only(type(exc), exc)))

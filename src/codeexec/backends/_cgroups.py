@@ -16,9 +16,11 @@ ones, v2 the unified ones): a library over them would add a layer and no checks.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import signal
 import time
 from collections.abc import Callable
 
@@ -26,7 +28,7 @@ import attrs
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CgroupUsage", "Cgroups", "Slot", "detect"]
+__all__ = ["CgroupUsage", "Cgroups", "Slot", "describe", "detect"]
 
 _PREFIX = "codeexec-"
 #: Memory a slot may hold between runs above the least it ever held (its resident
@@ -36,6 +38,8 @@ RECLAIM_SLACK = 4 << 20
 #: However much cannot be reclaimed, a run's limit is never more than this above
 #: that least baseline.
 BASELINE_CEILING = 16 << 20
+#: Seconds between samples of memory.current where the kernel keeps no per-run peak.
+SAMPLE_INTERVAL = 0.005
 
 
 @attrs.frozen
@@ -46,9 +50,9 @@ class CgroupUsage:
     memory_peak: int  # bytes above the slot's baseline
     oom_killed: bool  # the OOM killer killed a process of the run
     memory_limit_hit: bool  # an allocation failed or had to reclaim at the limit
-    #: False when the group's peak could not be reset for this run and was not passed
-    #: during it (cgroup v2 before Linux 6.12): memory_peak is then unknown (0).
-    peak_known: bool = True
+    #: memory_peak is the largest of samples taken during the run (a lower bound; see
+    #: the v2 slot), not a peak the kernel kept.
+    peak_sampled: bool = False
 
 
 def _mounts() -> list[tuple[str, str, set[str]]]:
@@ -96,10 +100,34 @@ def _read_keyed(path: str) -> dict[str, int]:
     return out
 
 
+def _kill_members(path: str) -> None:
+    """SIGKILL every process in the group ``path`` and below, so it can be removed:
+    ``cgroup.kill`` where there is one (v2, Linux 5.14+), else each pid listed."""
+    kill_file = os.path.join(path, "cgroup.kill")
+    if os.path.exists(kill_file):
+        with contextlib.suppress(OSError):
+            _write(kill_file, 1)
+            return
+    for _ in range(20):  # a process may fork while we kill: list again until empty
+        pids = []
+        for root, _dirs, files in os.walk(path):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError), open(os.path.join(root, "cgroup.procs")) as f:
+                    pids += [int(line) for line in f if line.strip()]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
+
+
 def _remove_tree(path: str) -> None:
-    """rmdir a cgroup directory and its children (deepest first); no files to delete."""
+    """Kill what is left in a cgroup directory, then rmdir it and its children
+    (deepest first); no files to delete."""
     if not os.path.isdir(path):
         return
+    _kill_members(path)
     for root, dirs, _ in os.walk(path, topdown=False):
         for d in dirs:
             _try_rmdir(os.path.join(root, d))
@@ -178,6 +206,13 @@ class Slot:
     def cpu_time(self) -> float:
         """Seconds of CPU used since :meth:`begin`, cheap enough to poll."""
         raise NotImplementedError
+
+    #: Seconds between :meth:`sample` calls the supervisor should make during a run
+    #: (None: the group measures its own peak and needs no samples).
+    sample_interval: float | None = None
+
+    def sample(self) -> None:
+        """Note the group's memory now (where the kernel keeps no per-run peak)."""
 
     def end(self) -> CgroupUsage:
         raise NotImplementedError
@@ -368,16 +403,29 @@ class _CgroupsV1(Cgroups):
 
 
 class _SlotV2(Slot):
+    """A v2 group: ``memory.max`` (swap 0), ``pids.max``, ``cpu.stat`` and
+    ``memory.events``, files held open where they are read on every run.
+
+    The run's memory peak: ``memory.peak`` reset per run where the kernel allows it
+    (Linux 6.12+); else the group's lifetime ``memory.peak`` when the run passed the
+    earlier runs' peak (then it is the run's own); else the largest ``memory.current``
+    sampled while the run ran (every :data:`SAMPLE_INTERVAL`, a lower bound of the
+    true peak, within a few MiB for anything that holds its memory a few ms).
+    """
+
     def __init__(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
         self._path = path
         self.procs_files = (os.path.join(path, "cgroup.procs"),)
+        self._current_fd = _Counter(self._file("memory.current"))
         self._peak_fd: int | None = None
+        self._has_peak = os.path.exists(self._file("memory.peak"))  # Linux 5.19+
         self._cpu_before = 0
         self._oom_before = 0
         self._max_before = 0
         self._peak_before = 0
         self._peak_resettable = False
+        self._sampled = 0
         self._baseline = 0
         self._has_swap = os.path.exists(os.path.join(path, "memory.swap.max"))
 
@@ -385,7 +433,7 @@ class _SlotV2(Slot):
         return os.path.join(self._path, name)
 
     def _current(self) -> int:
-        return _read_int(self._file("memory.current"))
+        return self._current_fd.value()
 
     def _reclaim(self, target: int) -> None:
         # memory.reclaim (Linux 5.19+) reclaims without ever OOM-killing; lowering
@@ -406,53 +454,79 @@ class _SlotV2(Slot):
         events = _read_keyed(self._file("memory.events"))
         self._oom_before = events.get("oom_kill", 0)
         self._max_before = events.get("max", 0)
-        self._baseline = _read_int(self._file("memory.current"))
-        # Since Linux 6.12 a write to memory.peak resets it for reads through that fd.
-        if self._peak_fd is None:
-            self._peak_fd = os.open(self._file("memory.peak"), os.O_RDWR | os.O_CLOEXEC)
-        try:
-            os.pwrite(self._peak_fd, b"reset\n", 0)
-            self._peak_resettable = True
-        except OSError:
-            self._peak_resettable = False
-            self._peak_before = int(os.pread(self._peak_fd, 64, 0).split()[0])
+        self._baseline = self._sampled = self._current()
+        self._peak_resettable = False
+        if self._has_peak:
+            # Since Linux 6.12 a write to memory.peak resets it for reads through that fd.
+            if self._peak_fd is None:
+                self._peak_fd = os.open(self._file("memory.peak"), os.O_RDWR | os.O_CLOEXEC)
+            try:
+                os.pwrite(self._peak_fd, b"reset\n", 0)
+                self._peak_resettable = True
+            except OSError:
+                self._peak_before = int(os.pread(self._peak_fd, 64, 0).split()[0])
+        self.sample_interval = None if self._peak_resettable else SAMPLE_INTERVAL
+
+    def sample(self) -> None:
+        self._sampled = max(self._sampled, self._current())
 
     def cpu_time(self) -> float:
         return (_read_keyed(self._file("cpu.stat")).get("usage_usec", 0) - self._cpu_before) / 1e6
 
     def end(self) -> CgroupUsage:
         events = _read_keyed(self._file("memory.events"))
-        assert self._peak_fd is not None
-        peak = int(os.pread(self._peak_fd, 64, 0).split()[0])
-        baseline = min(self._baseline, _read_int(self._file("memory.current")))
-        # Without a reset the peak is the group's lifetime one: it is this run's only
-        # if the run passed what it was before.
-        known = self._peak_resettable or peak > self._peak_before
+        self.sample()
+        baseline = min(self._baseline, self._current())
+        peak, sampled = self._sampled, True
+        if self._peak_fd is not None:
+            lifetime = int(os.pread(self._peak_fd, 64, 0).split()[0])
+            # Without a reset the peak is the group's lifetime one: it is this run's
+            # only if the run passed what it was before.
+            if self._peak_resettable or lifetime > self._peak_before:
+                peak, sampled = lifetime, False
         return CgroupUsage(
             cpu_time=self.cpu_time(),
-            memory_peak=max(0, peak - baseline) if known else 0,
+            memory_peak=max(0, peak - baseline),
             oom_killed=events.get("oom_kill", 0) > self._oom_before,
             memory_limit_hit=events.get("max", 0) > self._max_before,
-            peak_known=known,
+            peak_sampled=sampled,
         )
 
     def close(self) -> None:
+        self._current_fd.close()
         if self._peak_fd is not None:
             os.close(self._peak_fd)
             self._peak_fd = None
 
     def remove(self) -> None:
         self.close()
+        _kill_members(self._path)
         _try_rmdir(self._path)
 
 
+#: The controllers a v2 instance group needs below it.
+_V2_NEEDED = ("memory", "pids", "cpu")
+
+
 class _CgroupsV2(Cgroups):
+    """Instance groups under the cgroup this process is in (or the parent of the leaf
+    it was moved to), with memory, pids and cpu enabled for the slots below.
+
+    v2 allows processes only in leaves once controllers are enabled below a group
+    ("no internal processes"), except at the root. Where this process's group does not
+    have the controllers enabled for its children yet, they are enabled; if the group
+    holds this process and nothing else (a systemd ``Delegate=yes`` unit, a container
+    with its own cgroup namespace), this process first moves into a leaf of its own
+    (``codeexec-<pid>-host``) so that the controllers can be enabled; if other
+    processes are there, it cannot, and says why.
+    """
+
     version = 2
 
     def __init__(self, mount: str) -> None:
-        own = _own_paths().get("", "/")
-        parent = os.path.join(mount, own.lstrip("/"))
+        parent = _v2_parent(mount)
         _sweep_stale(parent)
+        _enable_below(parent, mount)
         self._dir = os.path.join(parent, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(4)}")
         os.mkdir(self._dir)
         try:
@@ -471,6 +545,51 @@ class _CgroupsV2(Cgroups):
         for slot in self._slots:
             slot.remove()
         _remove_tree(self._dir)
+
+
+def _host_leaf() -> str:
+    return f"{_PREFIX}{os.getpid()}-host"
+
+
+def _v2_parent(mount: str) -> str:
+    """Where instance groups go: this process's group, or the parent of the leaf this
+    process moved itself to."""
+    own = _own_paths().get("", "/").lstrip("/")
+    if os.path.basename(own) == _host_leaf():
+        own = os.path.dirname(own)
+    return os.path.join(mount, own)
+
+
+def _enable_below(parent: str, mount: str) -> None:
+    """Make memory, pids and cpu available to ``parent``'s children (see the class)."""
+    control = os.path.join(parent, "cgroup.subtree_control")
+    with open(control) as f:
+        if set(_V2_NEEDED) <= set(f.read().split()):
+            return
+    enable = " ".join(f"+{c}" for c in _V2_NEEDED)
+    try:
+        _write(control, enable)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EBUSY:
+            raise OSError(
+                exc.errno, f"cannot enable {enable} in {control}: {exc.strerror}"
+            ) from None
+    with open(os.path.join(parent, "cgroup.procs")) as f:
+        others = [int(line) for line in f if line.strip() and int(line) != os.getpid()]
+    if others:
+        raise OSError(
+            errno.EBUSY,
+            f"{parent} holds {len(others)} other process(es), so its children cannot get"
+            f" {enable} (cgroup v2 puts processes in leaves only); run codeexec in a"
+            " cgroup of its own (systemd Delegate=yes, a container's cgroup namespace),"
+            f" or enable {enable} in {control}",
+        )
+    leaf = os.path.join(parent, _host_leaf())
+    os.makedirs(leaf, exist_ok=True)
+    _write(os.path.join(leaf, "cgroup.procs"), os.getpid())  # all our threads move
+    log.info("cgroup v2: moved this process into %s to enable %s below %s", leaf, enable, parent)
+    _write(control, enable)
 
 
 def _v2_controllers(mount: str) -> set[str]:
@@ -550,3 +669,52 @@ def detect() -> tuple[Cgroups | None, str]:
     if not reasons:
         reasons.append("no cgroup file system is mounted")
     return None, "; ".join(reasons)
+
+
+def describe() -> dict[str, object]:
+    """The host's cgroups as codeexec sees them, for ``codeexec doctor``: the hierarchy
+    (``v1``, ``v2``, ``hybrid`` or ``none``), this process's groups and controllers on
+    each, which one an instance group would use (made and removed here to be sure), and
+    if none, why."""
+    mounts = _mounts()
+    v1: dict[str, str] = {}
+    v2_mount = None
+    for mountpoint, fstype, options in mounts:
+        if fstype == "cgroup2":
+            v2_mount = v2_mount or mountpoint
+        for controller in _CgroupsV1.CONTROLLERS:
+            if fstype == "cgroup" and controller in options:
+                v1.setdefault(controller, mountpoint)
+    kind = {(True, True): "hybrid", (True, False): "v1", (False, True): "v2"}.get(
+        (bool(v1), v2_mount is not None), "none"
+    )
+    info: dict[str, object] = {"hierarchy": kind}
+    own = _own_paths()
+    if v1:
+        info["v1"] = {
+            c: os.path.join(v1[c], own.get(c, "/").lstrip("/")) if c in v1 else None
+            for c in _CgroupsV1.CONTROLLERS
+        }
+    if v2_mount is not None:
+        group = _v2_parent(v2_mount)
+        info["v2"] = {
+            "group": group,
+            "controllers": sorted(_read_words(os.path.join(group, "cgroup.controllers"))),
+            "enabled_below": sorted(_read_words(os.path.join(group, "cgroup.subtree_control"))),
+            "writable": os.access(group, os.W_OK),
+        }
+    cgroups, reason = detect()
+    if cgroups is not None:
+        info["using"] = f"v{cgroups.version}"
+        cgroups.remove()
+    else:
+        info["missing"] = reason
+    return info
+
+
+def _read_words(path: str) -> set[str]:
+    try:
+        with open(path) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()

@@ -145,6 +145,8 @@ def supervise(
         if exited is None:
             if now >= wall_deadline and killed_for is None:
                 kill("wall")
+            if cgroup is not None and cgroup.sample_interval is not None:
+                cgroup.sample()
             if cgroup is not None and now >= next_cpu_check and killed_for is None:
                 used = cgroup.cpu_time()
                 if used > limits.cpu_time:
@@ -152,6 +154,8 @@ def supervise(
                 # CPU time grows at most ncpu seconds per second of wall time.
                 next_cpu_check = now + max(0.005, (limits.cpu_time - used) / ncpu)
             timeout = max(0.0, min(wall_deadline, next_cpu_check) - now)
+            if cgroup is not None and cgroup.sample_interval is not None:
+                timeout = min(timeout, cgroup.sample_interval)
             if request.cancel is not None:
                 if request.cancel.is_set() and killed_for is None:
                     kill("cancelled")
@@ -221,8 +225,7 @@ def outcome(
         signal=os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
         cpu_time=cpu_time,
         wall_time=exited["wall_time"],
-        # The main process's own peak where the group's is unknown.
-        memory_peak=usage.memory_peak if usage and usage.peak_known else exited["maxrss"],
+        memory_peak=_memory_peak(usage, exited["maxrss"]),
         stdout=seen.stdout,
         stderr=seen.stderr,
         stdout_truncated=seen.stdout_truncated,
@@ -232,6 +235,14 @@ def outcome(
         killed_for=seen.killed_for or ("cpu" if cpu_time > request.limits.cpu_time else None),
         collected=collected,
     )
+
+
+def _memory_peak(usage: CgroupUsage | None, maxrss: int) -> int:
+    """The group's peak; the main process's own (``maxrss``, which the kernel keeps)
+    where there is no group, or where the group's is a sampled lower bound."""
+    if usage is None:
+        return maxrss
+    return max(usage.memory_peak, maxrss) if usage.peak_sampled else usage.memory_peak
 
 
 def finish(

@@ -40,7 +40,34 @@ from .._executor import Executor
 from .._model import Limits, Submission, TestCase, Verdict
 from ..backends._protocol import Capability
 
-__all__ = ["CASES", "SandboxConformance", "load_cases"]
+__all__ = ["CASES", "TIME_SCALE", "SandboxConformance", "load_cases", "scaled"]
+
+#: How much slower than a normal machine this one is (``CODEEXEC_TIME_SCALE``, default
+#: 1): an emulated VM sets it from a calibration, and every time limit and every bound
+#: on elapsed time in the suite is multiplied by it. What is measured is not scaled
+#: (a 0.5 s CPU loop still reports 0.5 s of CPU).
+TIME_SCALE = max(1.0, float(os.environ.get("CODEEXEC_TIME_SCALE", "1") or 1))
+
+
+def scaled(limits: dict[str, Any]) -> dict[str, Any]:
+    """Limits fields with the time limits (given or default) multiplied by
+    :data:`TIME_SCALE`."""
+    if TIME_SCALE == 1.0:
+        return limits
+    out = dict(limits)
+    out["cpu_time"] = float(out.get("cpu_time", Limits().cpu_time)) * TIME_SCALE
+    if out.get("wall_time") is not None:
+        out["wall_time"] = float(out["wall_time"]) * TIME_SCALE
+    return out
+
+
+def _compile_limits() -> Limits | None:
+    """The default compile limits, scaled (None: the defaults as they are)."""
+    if TIME_SCALE == 1.0:
+        return None
+    from .._model import DEFAULT_COMPILE_LIMITS
+
+    return Limits.from_dict(scaled(DEFAULT_COMPILE_LIMITS.to_dict()))
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -61,7 +88,8 @@ def _submission(case: dict[str, Any]) -> Submission:
         language=case["language"],
         code=case["code"],
         tests=[TestCase(stdin=stdin, expected=case.get("expected"))],
-        limits=Limits(**case.get("limits", {})),
+        limits=Limits(**scaled(case.get("limits", {}))),
+        compile_limits=_compile_limits(),
     )
 
 
@@ -104,7 +132,8 @@ class SandboxConformance:
             language=language,
             code=code,
             tests=[TestCase(stdin=stdin, expected=expected)],
-            limits=Limits(**kw),
+            limits=Limits(**scaled(kw)),
+            compile_limits=_compile_limits(),
         )
         return executor.run(sub)
 
@@ -136,11 +165,11 @@ class SandboxConformance:
             if "time_limit" in case:
                 assert test.time_limit == case["time_limit"], test
             if "max_run_wall" in case:
-                assert test.wall_time <= case["max_run_wall"], test
+                assert test.wall_time <= case["max_run_wall"] * TIME_SCALE, test
             if "stdout_contains" in case:
                 assert case["stdout_contains"] in test.stdout, test
         if "max_wall" in case:
-            assert elapsed <= case["max_wall"], f"{case['name']} took {elapsed:.1f}s"
+            assert elapsed <= case["max_wall"] * TIME_SCALE, f"{case['name']} took {elapsed:.1f}s"
 
     # ------------------------------------------------------------------ accuracy
 
@@ -401,7 +430,7 @@ print("parent done")
 """
         started = time.monotonic()
         result = self.run_code(executor, "python", code, wall_time=20)
-        assert time.monotonic() - started < 5, "a daemon held the run open"
+        assert time.monotonic() - started < 5 * TIME_SCALE, "a daemon held the run open"
         assert result.verdict is Verdict.ACCEPTED, result.tests[0]
         deadline = time.monotonic() + 2
         while _host_processes_with(marker) and time.monotonic() < deadline:
@@ -623,14 +652,14 @@ open("real.out", "w").write("mine")
         )
         request = RunRequest(
             argv=(python, "-c", code),
-            limits=Limits(wall_time=10),
+            limits=Limits(**scaled({"wall_time": 10})),
             collect=("*.out", "*/*.out", "dir.out/*"),
             toolchain=(os.path.dirname(python),),
             language="python",
         )
         started = time.monotonic()
         outcome = sandbox.run(request)
-        assert time.monotonic() - started < 15, "collecting hung"
+        assert time.monotonic() - started < 15 * TIME_SCALE, "collecting hung"
         assert outcome.error is None and outcome.exit_code == 0, outcome
         assert dict(outcome.collected) == {"real.out": b"mine"}, outcome.collected
 
