@@ -90,16 +90,6 @@ def _read_int(path: str) -> int:
         return int(f.read().split()[0])
 
 
-def _read_keyed(path: str) -> dict[str, int]:
-    out = {}
-    with open(path) as f:
-        for line in f:
-            key, _, value = line.partition(" ")
-            if value.strip().lstrip("-").isdigit():
-                out[key] = int(value)
-    return out
-
-
 def _kill_members(path: str) -> None:
     """SIGKILL every process in the group ``path`` and below, so it can be removed:
     ``cgroup.kill`` where there is one (v2, Linux 5.14+), else each pid listed."""
@@ -417,7 +407,19 @@ class _SlotV2(Slot):
         os.makedirs(path, exist_ok=True)
         self._path = path
         self.procs_files = (os.path.join(path, "cgroup.procs"),)
+        # Held open, as on v1: read (or written) on every run, on the critical path.
         self._current_fd = _Counter(self._file("memory.current"))
+        self._cpu_stat = _Counter(self._file("cpu.stat"))
+        self._events = _Counter(self._file("memory.events"))
+        self._memory_max = _Counter(self._file("memory.max"), writable=True)
+        self._pids_max = _Counter(self._file("pids.max"), writable=True)
+        self._counters = [
+            self._current_fd,
+            self._cpu_stat,
+            self._events,
+            self._memory_max,
+            self._pids_max,
+        ]
         self._peak_fd: int | None = None
         self._has_peak = os.path.exists(self._file("memory.peak"))  # Linux 5.19+
         self._cpu_before = 0
@@ -428,6 +430,7 @@ class _SlotV2(Slot):
         self._sampled = 0
         self._baseline = 0
         self._has_swap = os.path.exists(os.path.join(path, "memory.swap.max"))
+        self._swap_off = False
 
     def _file(self, name: str) -> str:
         return os.path.join(self._path, name)
@@ -443,17 +446,20 @@ class _SlotV2(Slot):
 
     def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
         limit = memory + self._baseline_for_run(self._current)
-        _write(self._file("memory.max"), limit if ceiling is None else min(limit, ceiling))
-        if self._has_swap:
-            _write(self._file("memory.swap.max"), 0)
-        _write(self._file("pids.max"), pids)
+        self._memory_max.write(limit if ceiling is None else min(limit, ceiling))
+        if self._has_swap and not self._swap_off:
+            _write(self._file("memory.swap.max"), 0)  # once: nothing raises it again
+            self._swap_off = True
+        self._pids_max.write(pids)
+
+    def _cpu_usec(self) -> int:
+        return self._cpu_stat.keyed().get(b"usage_usec", 0)
 
     def begin(self) -> None:
-        stat = _read_keyed(self._file("cpu.stat"))
-        self._cpu_before = stat.get("usage_usec", 0)
-        events = _read_keyed(self._file("memory.events"))
-        self._oom_before = events.get("oom_kill", 0)
-        self._max_before = events.get("max", 0)
+        self._cpu_before = self._cpu_usec()
+        events = self._events.keyed()
+        self._oom_before = events.get(b"oom_kill", 0)
+        self._max_before = events.get(b"max", 0)
         self._baseline = self._sampled = self._current()
         self._peak_resettable = False
         if self._has_peak:
@@ -471,10 +477,10 @@ class _SlotV2(Slot):
         self._sampled = max(self._sampled, self._current())
 
     def cpu_time(self) -> float:
-        return (_read_keyed(self._file("cpu.stat")).get("usage_usec", 0) - self._cpu_before) / 1e6
+        return (self._cpu_usec() - self._cpu_before) / 1e6
 
     def end(self) -> CgroupUsage:
-        events = _read_keyed(self._file("memory.events"))
+        events = self._events.keyed()
         self.sample()
         baseline = min(self._baseline, self._current())
         peak, sampled = self._sampled, True
@@ -487,13 +493,16 @@ class _SlotV2(Slot):
         return CgroupUsage(
             cpu_time=self.cpu_time(),
             memory_peak=max(0, peak - baseline),
-            oom_killed=events.get("oom_kill", 0) > self._oom_before,
-            memory_limit_hit=events.get("max", 0) > self._max_before,
+            oom_killed=events.get(b"oom_kill", 0) > self._oom_before,
+            memory_limit_hit=events.get(b"max", 0) > self._max_before,
             peak_sampled=sampled,
         )
 
     def close(self) -> None:
-        self._current_fd.close()
+        # Once only: a second os.close could close a descriptor opened meanwhile.
+        counters, self._counters = self._counters, []
+        for counter in counters:
+            counter.close()
         if self._peak_fd is not None:
             os.close(self._peak_fd)
             self._peak_fd = None
