@@ -75,9 +75,7 @@ def test_close_leaves_no_cgroup_process_mount_or_container(backend, options):
         daemon = "import os, time\nif os.fork() == 0:\n    os.setsid(); time.sleep(60)\n"
         ex.run(Submission(language="python", code=daemon))
         ex.run(
-            Submission(
-                language="python", code="x = bytearray(1 << 30)", limits={"memory": "64M"}
-            )
+            Submission(language="python", code="x = bytearray(1 << 30)", limits={"memory": "64M"})
         )
         during = cgroups_made_by_us()
     sandbox.close()
