@@ -166,3 +166,34 @@ def test_a_checker_that_raises_is_an_internal_error_of_that_test(executor):
     assert result.verdict is Verdict.INTERNAL_ERROR
     assert result.tests[0].message == "the checker failed: ZeroDivisionError: oops"
     assert result.tests[0].stdout == "1\n"  # the run itself is kept
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TestCase(name="\ud800"),
+        lambda: TestCase(args=["\udcff"]),
+        lambda: codeexec.File("\ud800", "x"),
+        lambda: Submission(language="python", code="x", metadata={"user_id": "\udcff"}),
+        lambda: Submission(language="python", code="x", metadata={"\ud800": 1}),
+        lambda: Submission(language="python", code="x", metadata={"n": 10**5000}),
+        lambda: codeexec.File("a", "b", executable="no"),
+    ],
+)
+def test_text_that_cannot_be_stored_or_sent_is_refused_before_a_run(make):
+    """A lone surrogate ran, then its record was silently lost by the store."""
+    with pytest.raises(codeexec.SubmissionError):
+        make()
+
+
+def test_metadata_is_kept_as_json_gives_it_back():
+    tags = ["a"]
+    sub = Submission(language="python", code="x", metadata={"tags": tags, "pair": (1, 2)})
+    tags.append("changed later")
+    assert sub.metadata == {"tags": ["a"], "pair": [1, 2]}
+
+
+@pytest.mark.parametrize("max_workers", [0, -1, 1.5, True])
+def test_max_workers_is_checked_before_any_sandbox_starts(max_workers):
+    with pytest.raises(codeexec.ConfigurationError, match="max_workers"):
+        codeexec.Executor("no-such-sandbox", max_workers=max_workers)

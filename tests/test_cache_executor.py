@@ -270,3 +270,54 @@ def test_a_checker_whose_behaviour_cannot_be_keyed_is_never_cached(process_sandb
     assert first.verdict == Verdict.ACCEPTED and second.verdict == Verdict.WRONG_ANSWER
     assert not first.cached and not second.cached
     assert ex.stats["executed"] == 0 and ex.stats["hits"] == 0
+
+
+def test_a_result_with_an_internal_error_test_is_not_cached(process_sandbox):
+    """A checker that failed once (after a wrong answer) must not be remembered."""
+    calls = []
+
+    def flaky(out, expected, test):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("the answer server timed out")
+        return out.strip() == expected.strip()
+
+    flaky_checker = codeexec.CallableChecker(flaky, identity="flaky-v1")
+    sub = Submission(
+        language="python",
+        code="print(input())",
+        tests=[TestCase("1", "2"), TestCase("3", "3")],
+        checker=flaky_checker,
+    )
+    with Executor(process_sandbox, cache="memory://") as ex:
+        first = ex.run(sub)
+        second = ex.run(sub)
+    assert [t.verdict for t in first.tests] == [Verdict.WRONG_ANSWER, Verdict.INTERNAL_ERROR]
+    assert not second.cached
+    assert [t.verdict for t in second.tests] == [Verdict.WRONG_ANSWER, Verdict.ACCEPTED]
+
+
+ANSWER = ["1"]
+
+
+def _answer_check(out, expected, test):
+    return out.strip() == ANSWER[0]
+
+
+def test_checker_data_changed_while_a_job_waits_is_not_cached_under_the_old_key(
+    process_sandbox,
+):
+    sub = Submission(
+        language="python", code="print(1)", tests=[TestCase("", "x")], checker=_answer_check
+    )
+    with Executor(process_sandbox, cache="memory://", max_workers=1) as ex:
+        blocker = ex.submit(Submission(language="python", code="import time; time.sleep(0.5)"))
+        queued = ex.submit(sub)  # keyed now, with ANSWER "1"
+        ANSWER[0] = "2"  # the host changes the answer before the job runs
+        try:
+            assert queued.result(timeout=30).verdict is Verdict.WRONG_ANSWER
+            blocker.result(timeout=30)
+        finally:
+            ANSWER[0] = "1"
+        again = ex.run(sub)  # the key of ANSWER "1": must not find the "2" verdict
+    assert again.verdict is Verdict.ACCEPTED and not again.cached

@@ -184,3 +184,32 @@ def test_tests_json_refuses_keys_it_does_not_know_and_takes_common_spellings(tmp
     proc = cli("run", str(EXAMPLES / "sum.py"), "--tests", str(common))
     assert proc.returncode == 1  # the second test is a wrong answer: the keys meant something
     assert "wrong_answer" in proc.stdout
+
+
+def test_bad_values_for_the_store_exit_two_without_a_traceback(tmp_path):
+    store = tmp_path / "s"
+    assert cli("store", "migrate", "--store", str(store)).returncode == 0
+    naive_cursor = "WyIyMDI0LTAxLTAxIiwgNV0"  # ["2024-01-01", 5]: a time without a zone
+    for args in (
+        ["store", "lifecycle", "--store", str(store), "--delete-after", "nan"],
+        ["store", "lifecycle", "--store", str(store), "--delete-after", "1e12"],
+        ["store", "query", "--store", str(store), "--cursor", naive_cursor],
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+    # Bytes that are not UTF-8 on a command line (Python keeps them as surrogates).
+    for argv in (
+        [b"store", b"query", b"--store", str(store).encode(), b"--user", b"\xff"],
+        [
+            b"run",
+            str(EXAMPLES / "sum.py").encode(),
+            b"--store",
+            str(store).encode(),
+            b"--user",
+            b"\xff",
+        ],
+    ):
+        proc = subprocess.run(
+            [sys.executable.encode(), b"-m", b"codeexec", *argv], capture_output=True, timeout=120
+        )
+        assert proc.returncode == 2 and b"Traceback" not in proc.stderr, (argv, proc.stderr)

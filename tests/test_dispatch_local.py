@@ -278,3 +278,21 @@ def test_ten_thousand_queued_jobs_all_complete_in_flat_memory(process_sandbox):
         f"\nRSS after 2,000 jobs {marks[2_000] >> 20} MiB, after {total}: {marks[total] >> 20} MiB"
     )
     assert growth < 16 << 20, f"memory grew {growth >> 20} MiB over 8,000 jobs"
+
+
+def test_a_cancel_that_says_true_always_ends_the_job_cancelled(one_worker):
+    """cancel() racing the end of a job: True means the job ends cancelled."""
+    import random
+
+    outcomes = []
+    for _ in range(30):
+        job = one_worker.submit(echo(1))
+        time.sleep(random.uniform(0, 0.03))
+        said = job.cancel()
+        try:
+            job.result(timeout=30)
+            ended = "done"
+        except JobCancelled:
+            ended = "cancelled"
+        outcomes.append((said, ended))
+        assert ended == ("cancelled" if said else "done"), outcomes

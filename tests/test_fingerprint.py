@@ -1,4 +1,8 @@
+import collections
+import types
+
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -196,3 +200,81 @@ def test_an_answer_table_the_checker_reads_is_keyed_by_every_entry():
     finally:
         ANSWERS[999] = str(999 * 999)
     assert _checker_key(_from_table) == before
+
+
+def _keyed(fn):
+    """(key, cacheable) of a checker."""
+    return CallableChecker(fn).describe()
+
+
+def _from_source(source, **globals_):
+    namespace = {"__name__": "checkers_of_a_host", **globals_}
+    exec(source, namespace)  # noqa: S102 - a host's checker, built as hosts build them
+    return namespace["check"]
+
+
+class LenientDict(dict):
+    def __missing__(self, key):
+        return True
+
+
+CHECK_WITH = "def check(out, expected, test):\n    return {}\n"
+
+
+@pytest.mark.parametrize(
+    ("expression", "first", "second"),
+    [
+        # A method bound to data: the data is keyed.
+        ("LOOKUP(out) == 'ok'", {"LOOKUP": {"x": "ok"}.get}, {"LOOKUP": {"x": "no"}.get}),
+        # A defaultdict's factory answers missing keys.
+        (
+            "TABLE[out]",
+            {"TABLE": collections.defaultdict(lambda: True)},
+            {"TABLE": collections.defaultdict(lambda: False)},
+        ),
+        # A dict and a dict subclass that answers missing keys.
+        ("TABLE.get(out, True)", {"TABLE": {}}, {"TABLE": LenientDict()}),
+    ],
+)
+def test_data_a_checker_reaches_is_keyed_however_it_is_reached(expression, first, second):
+    a = _keyed(_from_source(CHECK_WITH.format(expression), **first))
+    b = _keyed(_from_source(CHECK_WITH.format(expression), **second))
+    assert a[0] != b[0] or not (a[1] and b[1])
+
+
+def test_a_modules_attributes_and_a_functions_attributes_are_keyed():
+    config = types.ModuleType("a_hosts_config")
+    check = _from_source(CHECK_WITH.format("config.ACCEPT_ALL or out == expected"), config=config)
+    config.ACCEPT_ALL = True
+    before = _keyed(check)
+    config.ACCEPT_ALL = False
+    assert _keyed(check) != before
+    tolerant = _from_source(CHECK_WITH.format("abs(float(out) - float(expected)) <= check.tol"))
+    tolerant.tol = 0.5
+    before = _keyed(tolerant)
+    tolerant.tol = 0.01
+    assert _keyed(tolerant) != before and before[1]
+
+
+def test_what_cannot_be_read_is_not_cached_and_never_crashes_the_key():
+    import os
+
+    reads_environ = _from_source(CHECK_WITH.format("os.environ.get('T') == out"), os=os)
+    assert _keyed(reads_environ)[1] is False
+    uses_a_checker_class = _from_source(
+        CHECK_WITH.format("FloatChecker(abs_tol=1e-3).check(out, expected, test).ok"),
+        FloatChecker=FloatChecker,
+    )
+    assert isinstance(_keyed(uses_a_checker_class)[0], str)
+    huge = _from_source(CHECK_WITH.format("int(out) < BIG"), BIG=10**5000)
+    assert _keyed(huge)[1] is True
+    from json import loads  # a standard-library function: keyed by name, so cached
+
+    assert _keyed(_from_source(CHECK_WITH.format("loads(out) == 1"), loads=loads))[1] is True
+
+
+def test_scratch_space_is_part_of_the_sandboxs_identity():
+    from codeexec.backends.process import ProcessSandbox
+
+    with ProcessSandbox(slots=1, scratch_size="8M") as small, ProcessSandbox(slots=1) as big:
+        assert small.version != big.version

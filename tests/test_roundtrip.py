@@ -120,6 +120,12 @@ def test_to_dict_and_back_is_the_identity(submission):
         {"verdict": "accepted", "colour": 1},
         {"verdict": "accepted", "tests": "x"},
         [],
+        {"verdict": "accepted", "cached": "yes"},
+        {"verdict": "accepted", "queue_time": "abc"},
+        {"verdict": "accepted", "metadata": 5},
+        {"verdict": "accepted", "reproducibility": "x"},
+        {"verdict": "accepted", "tests": [{"verdict": "accepted", "exit_code": "0"}]},
+        {"verdict": "accepted", "compile": {"ok": "yes"}},
     ],
 )
 def test_a_result_dict_codeexec_did_not_write_is_a_typed_error(data):

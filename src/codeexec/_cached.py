@@ -47,6 +47,17 @@ def _encode(result: Result) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
+def _cacheable(result: Result) -> bool:
+    """A result that is the program's outcome: no part of it is a failure of the
+    sandbox or the checker (an ``internal_error`` anywhere, even after a wrong answer),
+    which another run might not repeat."""
+    if result.verdict is Verdict.INTERNAL_ERROR:
+        return False
+    if result.compile is not None and result.compile.message == "sandbox failure":
+        return False
+    return all(t.verdict is not Verdict.INTERNAL_ERROR for t in result.tests)
+
+
 class CachedJudge:
     """Puts the cache and single-flight in front of an execution."""
 
@@ -97,7 +108,9 @@ class CachedJudge:
         if result is not None and entry.stale:
             self._count("stale")
             if self._background is not None:
-                self._background(lambda: self._flight.do(key, lambda: self._run(key, execute)))
+                self._background(
+                    lambda: self._flight.do(key, lambda: self._run(key, execute, prepared))
+                )
         return result
 
     def judge(
@@ -140,7 +153,7 @@ class CachedJudge:
             log.warning("no cross-process lock for %s: %s", key[:20], exc)
             lock = None
         if lock is None:
-            return self._run(key, execute)
+            return self._run(key, execute, prepared)
         deadline = time.monotonic() + _WAIT_LIMIT
         pause = 0.005
         try:
@@ -153,24 +166,26 @@ class CachedJudge:
                     return cached
                 if time.monotonic() > deadline:
                     log.warning("waited %.0fs for %s; running it here", _WAIT_LIMIT, key[:20])
-                    return self._run(key, execute)
+                    return self._run(key, execute, prepared)
                 time.sleep(pause)
                 pause = min(pause * 2, 0.1)
         except Exception as exc:  # Redis went away while we waited
             log.warning("cross-process lock for %s failed: %s", key[:20], exc)
-            return self._run(key, execute)
+            return self._run(key, execute, prepared)
         try:
             cached = self.lookup(key, prepared, execute)  # stored while we waited for the lock
             if cached is not None:
                 self._count("shared")
                 return cached
-            return self._run(key, execute)
+            return self._run(key, execute, prepared)
         finally:
             lock.release()
 
-    def _run(self, key: str, execute: Callable[[], Result]) -> Result:
+    def _run(self, key: str, execute: Callable[[], Result], prepared: Prepared) -> Result:
         result = execute()
         self._count("executed")
-        if result.verdict is not Verdict.INTERNAL_ERROR:
+        # The checker's data, read again: if it changed while the program ran, the
+        # verdict may be the new data's while the key is the old data's.
+        if _cacheable(result) and prepared.checker_unchanged():
             self.cache.set(key, _encode(result))
         return result

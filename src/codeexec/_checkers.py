@@ -22,6 +22,7 @@ whenever its behaviour does; give it ``cacheable = False`` if no string can say 
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import math
@@ -210,6 +211,8 @@ class _KeyBuilder:
         self._seen: dict[int, int] = {}  # id of a function or container -> its index
         self._keep: list[object] = []  # keeps seen objects alive (ids stay unique)
         self._items = 0
+        self._names: set[str] = set()  # every name any code walked uses
+        self._modules: dict[str, types.ModuleType] = {}
 
     def add(self, tag: str, data: bytes | str = b"") -> None:
         raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
@@ -220,55 +223,104 @@ class _KeyBuilder:
         self._items += 1
         if self._items > self._MAX_ITEMS:
             raise _Unkeyable("more values than a key walks")
-        if value is None or value is Ellipsis or isinstance(value, bool):
-            self.add("c", repr(value))
-        elif type(value) in (int, float, complex, str, bytes):
-            self.add(type(value).__name__[0], value if type(value) is bytes else repr(value))
+        # Exact types only: a subclass (of dict, of int, ...) may behave otherwise.
+        kind = type(value)
+        if kind in _SCALARS or value is Ellipsis:
+            self.add("c", _scalar(value))
         elif self._revisit(value):
             return
-        elif _flat(value):
-            # Containers of plain scalars (answer tables): their repr says it all, and
-            # is ~50x faster to hash than a walk. Another order is another key (only
-            # a miss). Sets are not here: their order varies between processes.
-            self._items += len(value)  # type: ignore[arg-type]
-            self.add(f"flat-{type(value).__name__}", repr(value))
-        elif isinstance(value, tuple | list):
-            self.add("T" if isinstance(value, tuple) else "L", str(len(value)))
-            for item in value:
+        elif (text := _plain_text(value)) is not None:
+            # Plain data (answer tables: containers of scalars, nested a few levels):
+            # its text says it all, and is many times faster to hash than a walk.
+            self._items += len(text) // 8
+            self.add("plain", text)
+        elif kind is tuple or kind is list:
+            self.add(kind.__name__, str(len(value)))  # type: ignore[arg-type]
+            for item in value:  # type: ignore[attr-defined]
                 self.value(item, globals_)
-        elif isinstance(value, set | frozenset):
-            self.add("S", str(len(value)))
-            for digest in sorted(self._digest(item, globals_) for item in value):
+        elif kind is set or kind is frozenset:
+            self.add(kind.__name__, str(len(value)))  # type: ignore[arg-type]
+            for digest in sorted(self._digest(item, globals_) for item in value):  # type: ignore[attr-defined]
                 self.add("s", digest)
-        elif isinstance(value, dict):
-            self.add("D", str(len(value)))
+        elif kind is dict or kind is collections.defaultdict:
+            if kind is collections.defaultdict:
+                self.add("defaultdict")  # its factory answers missing keys
+                self.value(value.default_factory, globals_)  # type: ignore[attr-defined]
+            self.add("D", str(len(value)))  # type: ignore[arg-type]
             items = sorted(
-                ((self._digest(k, globals_), v) for k, v in value.items()), key=lambda pair: pair[0]
+                ((self._digest(k, globals_), v) for k, v in value.items()),  # type: ignore[attr-defined]
+                key=lambda pair: pair[0],
             )
             for digest, item in items:
                 self.add("k", digest)
                 self.value(item, globals_)
-        elif isinstance(value, range | slice):
-            self.add(type(value).__name__, repr(value))
-        elif isinstance(value, types.CodeType):
-            self.code(value, globals_)
-        elif isinstance(value, types.FunctionType):
-            self.function(value)
-        elif isinstance(value, functools.partial):
+        elif kind is range or kind is slice:
+            self.add(kind.__name__, repr(value))
+        elif kind is types.CodeType:
+            self.code(value, globals_)  # type: ignore[arg-type]
+        elif kind is types.FunctionType and _stable(value):  # type: ignore[arg-type]
+            # A standard-library function (from json import loads): its code does not
+            # change while a process runs.
+            self.add("named", f"{_module_of(value)}.{value.__qualname__}")  # type: ignore[attr-defined]
+        elif kind is types.FunctionType:
+            self.function(value)  # type: ignore[arg-type]
+        elif kind is types.MethodType:  # a bound method: its function and its object
+            self.add("method")
+            self.value(value.__func__, globals_)  # type: ignore[attr-defined]
+            self.value(value.__self__, globals_)  # type: ignore[attr-defined]
+        elif kind is functools.partial:
             self.add("partial")
-            self.value(value.func, globals_)
-            self.value(value.args, globals_)
-            self.value(value.keywords, globals_)
-        elif isinstance(value, re.Pattern):
-            self.add("re", f"{value.flags}:{value.pattern!r}")
-        elif isinstance(value, types.ModuleType):
-            self.add("module", value.__name__)
-        elif isinstance(value, type | types.BuiltinFunctionType) and _stable(value):
+            self.value(value.func, globals_)  # type: ignore[attr-defined]
+            self.value(value.args, globals_)  # type: ignore[attr-defined]
+            self.value(value.keywords, globals_)  # type: ignore[attr-defined]
+        elif kind is re.Pattern:
+            self.add("re", f"{value.flags}:{value.pattern!r}")  # type: ignore[attr-defined]
+        elif kind is types.ModuleType:
+            # Its attributes the code names are walked at the end (see finish()).
+            self.add("module", value.__name__)  # type: ignore[attr-defined]
+            self._modules[value.__name__] = value  # type: ignore[attr-defined,assignment]
+        elif kind is types.BuiltinFunctionType:
+            owner = value.__self__  # type: ignore[attr-defined]
+            if owner is None or isinstance(owner, types.ModuleType):
+                if not _stable(value):  # type: ignore[arg-type]
+                    raise _Unkeyable(f"a builtin of {value.__module__!r}")  # type: ignore[attr-defined]
+                self.add("named", f"{_module_of(value)}.{value.__qualname__}")  # type: ignore[attr-defined]
+            else:  # a method bound to an object (answers.get, pattern.fullmatch)
+                self.add("bound", value.__qualname__)  # type: ignore[attr-defined]
+                self.value(owner, globals_)
+        elif isinstance(value, type):
+            if not _stable(value):
+                raise _Unkeyable(f"the class {value.__qualname__}")
             self.add("named", f"{value.__module__}.{value.__qualname__}")
         elif isinstance(value, Checker) and is_cacheable(value):
             self.add("checker", value.identity)  # a checker used inside another one
         else:
-            raise _Unkeyable(f"a {type(value).__qualname__} object")
+            raise _Unkeyable(f"a {kind.__qualname__} object")
+
+    def finish(self) -> str:
+        """Walk the attributes of every module reached that some code names (until no
+        new module turns up), then give the digest."""
+        done: set[str] = set()
+        while pending := sorted(set(self._modules) - done):
+            for module_name in pending:
+                done.add(module_name)
+                module = self._modules[module_name]
+                stable = module_name.split(".")[0] in _STABLE_MODULES
+                namespace = vars(module)
+                for name in sorted(self._names & namespace.keys()):
+                    attribute = namespace[name]
+                    self.add("attr", f"{module_name}.{name}")
+                    if stable and (callable(attribute) or isinstance(attribute, types.ModuleType)):
+                        # Standard-library code does not change while a process runs;
+                        # its data (os.environ, ...) can, and is walked.
+                        if isinstance(attribute, types.ModuleType):
+                            self.value(attribute, None)
+                        else:
+                            qualname = getattr(attribute, "__qualname__", name)
+                            self.add("named", f"{module_name}.{qualname}")
+                    else:
+                        self.value(attribute, getattr(module, "__dict__", None))
+        return self.hash.hexdigest()
 
     def _revisit(self, value: object) -> bool:
         """True (and a back-reference added) when ``value`` was walked already: shared
@@ -284,6 +336,7 @@ class _KeyBuilder:
     def _digest(self, value: object, globals_: Mapping[str, Any] | None) -> str:
         inner = _KeyBuilder()
         inner._items = self._items
+        inner._names, inner._modules = self._names, self._modules  # shared: see finish()
         inner.value(value, globals_)
         self._items = inner._items
         return inner.hash.hexdigest()
@@ -293,6 +346,9 @@ class _KeyBuilder:
         self.code(fn.__code__, fn.__globals__)
         self.value(fn.__defaults__, None)
         self.value(fn.__kwdefaults__, None)
+        if fn.__dict__:  # function attributes (check.tolerance = ...)
+            self.add("attributes")
+            self.value(dict(fn.__dict__), fn.__globals__)
         cells = fn.__closure__ or ()
         self.add("closure", str(len(cells)))
         for cell in cells:
@@ -304,6 +360,7 @@ class _KeyBuilder:
             self.value(content, fn.__globals__)
 
     def code(self, code: types.CodeType, globals_: Mapping[str, Any] | None) -> None:
+        self._names.update(code.co_names)
         self.add("code", code.co_code)
         for part in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
             self.add("names", "\0".join(part))
@@ -319,24 +376,56 @@ class _KeyBuilder:
                 self.value(globals_[name], globals_)
 
 
-_SCALARS = (str, int, float, bytes, bool, type(None))
+_SCALARS = (str, int, float, complex, bytes, bool, type(None))
 
 
-def _flat(value: object) -> bool:
-    """A list, tuple or dict whose items (and keys) are all plain scalars."""
+def _scalar(value: object) -> str:
+    """One scalar as text, type included (1, 1.0 and True are other keys). Ints in hex:
+    their decimal repr is refused above 4300 digits."""
+    if type(value) is int:
+        return f"int:{value:x}"
+    return f"{type(value).__name__}:{value!r}"
+
+
+def _plain_text(value: Any, depth: int = 0) -> str | None:
+    """Text that identifies plain data: scalars, and lists, tuples, sets and dicts of
+    plain data up to 4 levels deep (exact types only); None for anything else. Another
+    order of a list or dict is another text (only a miss); sets are sorted, so their
+    text is the same in every process."""
     kind = type(value)
-    if kind is dict:
-        items = value.values()  # type: ignore[attr-defined]
-        keys = value.keys()  # type: ignore[attr-defined]
-        return all(type(k) in _SCALARS for k in keys) and all(type(v) in _SCALARS for v in items)
-    if kind is list or kind is tuple:
-        return all(type(item) in _SCALARS for item in value)  # type: ignore[attr-defined]
-    return False
+    if kind in _SCALARS:
+        return _scalar(value)
+    if depth >= 4 or kind not in (list, tuple, set, frozenset, dict):
+        return None
+    items = value.items() if kind is dict else ((item, None) for item in value)
+    parts = []
+    for key, item in items:
+        key_text = _plain_text(key, depth + 1)
+        if key_text is None:
+            return None
+        if kind is dict:
+            item_text = _plain_text(item, depth + 1)
+            if item_text is None:
+                return None
+            key_text += "=" + item_text
+        parts.append(key_text)
+    if kind is set or kind is frozenset:
+        parts.sort()
+    return f"{kind.__name__}[{','.join(parts)}]"
 
 
-def _stable(value: type | types.BuiltinFunctionType) -> bool:
-    module = getattr(value, "__module__", None) or "builtins"
-    return module.split(".")[0] in _STABLE_MODULES
+def _module_of(value: Any) -> str:
+    """The module ``value`` belongs to ("" when it does not say: never stable)."""
+    owner = getattr(value, "__self__", None)
+    if isinstance(owner, types.ModuleType):
+        return owner.__name__
+    return getattr(value, "__module__", None) or ""
+
+
+def _stable(value: Any) -> bool:
+    """Whether ``value`` (a class or function) is the standard library's or a builtin:
+    its code does not change while a process runs."""
+    return _module_of(value).split(".")[0] in _STABLE_MODULES
 
 
 def callable_key(fn: object) -> str | None:
@@ -345,9 +434,10 @@ def callable_key(fn: object) -> str | None:
     builder = _KeyBuilder()
     try:
         builder.value(fn, None)
-    except (_Unkeyable, RecursionError):
+        return builder.finish()
+    except (_Unkeyable, RecursionError, ValueError, TypeError, AttributeError):
+        # Whatever the walk cannot read, it cannot vouch for: not cached.
         return None
-    return builder.hash.hexdigest()
 
 
 @attrs.frozen

@@ -85,6 +85,10 @@ class Job:
         #: run and ends the job cancelled. None when the dispatcher cannot stop a job
         #: that has started (it runs elsewhere).
         self.stop: threading.Event | None = threading.Event() if stoppable else None
+        # cancel() and the dispatcher's claim() decide, under this lock, which of them
+        # wins a job that is finishing: a cancel that returned True ends it cancelled.
+        self._end_lock = threading.Lock()
+        self._claimed = False
         #: Seconds until this job is expected to be done: the moving average of its
         #: language and backend, times the queue ahead of it (0.0 before any was
         #: measured).
@@ -124,10 +128,20 @@ class Job:
         cancelled; False if it had ended, or runs where it cannot be stopped."""
         if self._future.cancel():
             return True
-        if self._future.done() or self.stop is None:
-            return False
-        self.stop.set()
-        return True
+        with self._end_lock:
+            if self._future.done() or self.stop is None or self._claimed:
+                return False
+            self.stop.set()
+            return True
+
+    def claim(self) -> bool:
+        """For dispatchers: called before publishing the job's result; False when the
+        job was cancelled first (publish :class:`JobCancelled` instead)."""
+        with self._end_lock:
+            if self.stop is not None and self.stop.is_set():
+                return False
+            self._claimed = True
+            return True
 
     def add_done_callback(self, fn: Callable[[Job], Any]) -> None:
         """Call ``fn(job)`` when the job ends (at once if it has)."""
@@ -225,6 +239,12 @@ class Executor:
         dispatcher: object = None,
     ) -> None:
         self.languages = _registry(languages)
+        if max_workers is not None and (
+            isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1
+        ):
+            raise ConfigurationError(
+                f"max_workers must be a whole number >= 1, got {max_workers!r}"
+            )
         self._owns_sandbox = isinstance(sandbox, str)
         # A cache made here from URLs is ours to close; objects passed in are not.
         self._owns_cache = isinstance(cache, str) or (
@@ -408,7 +428,9 @@ class Executor:
         """Judge (through the cache, if any) and keep; :class:`JobCancelled` when
         ``stop`` is set before the result is there."""
         queue_time = time.monotonic() - enqueued
-        if self._cached is not None and prepared.cacheable:
+        # A checker whose data changed since the submission was prepared (while it
+        # waited in a queue) would be judged with new data under the old key.
+        if self._cached is not None and prepared.cacheable and prepared.checker_unchanged():
             result = self._cached.judge(
                 prepared, lambda: self._execute(prepared, queue_time, stop), stop
             )

@@ -87,6 +87,16 @@ class _StrictKeywords:
         return object.__new__(cls)
 
 
+def _utf8(value: str, what: str) -> str:
+    """``value`` if it is encodable as UTF-8 (no lone surrogates, which nothing can
+    store or send), else :class:`SubmissionError`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SubmissionError(f"{what} is not valid text ({exc.reason}): {value!r:.80}") from None
+    return value
+
+
 def bytes_to_json(data: bytes) -> str | dict[str, str]:
     """Bytes as JSON: the text when they are UTF-8, else ``{"base64": ...}``."""
     try:
@@ -138,7 +148,9 @@ def _from_fields(cls: Any, data: object, what: str, **converted: Any) -> Any:
     except FormatError:
         raise
     except (CodeExecError, TypeError, ValueError) as exc:
-        raise FormatError(f"{what}: {exc}") from exc
+        # attrs' validators raise TypeError(message, attribute, ...): the message.
+        message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        raise FormatError(f"{what}: {message}") from exc
 
 
 class Verdict(enum.StrEnum):
@@ -338,6 +350,7 @@ def _relative_path(value: object) -> str:
         raise SubmissionError(f"file path must be a non-empty string, got {value!r}")
     if "\x00" in value:
         raise SubmissionError(f"file path contains a NUL byte: {value!r}")
+    _utf8(value, "a file path")
     normal = posixpath.normpath(value)
     if normal.startswith(("/", "../")) or normal in ("..", "."):
         raise SubmissionError(f"file path must stay inside the work directory: {value!r}")
@@ -354,13 +367,18 @@ def _relative_path(value: object) -> str:
     return normal
 
 
+def _is_executable(instance: Any, attribute: Any, value: object) -> None:
+    if not isinstance(value, bool):
+        raise SubmissionError(f"a file's executable flag must be True or False, got {value!r}")
+
+
 @attrs.frozen
 class File(_StrictKeywords):
     """A file placed in the program's work directory before it runs."""
 
     path: str = attrs.field(converter=_relative_path)
     content: bytes = attrs.field(converter=_content)
-    executable: bool = False
+    executable: bool = attrs.field(default=False, validator=_is_executable)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; content as text when it is UTF-8, else ``{"base64": ...}``."""
@@ -388,6 +406,7 @@ def _args(value: object) -> tuple[str, ...]:
     for arg in value:
         if not isinstance(arg, str) or "\x00" in arg:
             raise SubmissionError(f"each arg must be a string without NUL bytes, got {arg!r}")
+        _utf8(arg, "an arg")
     if sum(len(arg.encode()) + 1 for arg in value) > MAX_ARGS_BYTES:
         raise SubmissionError(f"args add up to more than {MAX_ARGS_BYTES} bytes")
     return tuple(value)
@@ -396,7 +415,7 @@ def _args(value: object) -> tuple[str, ...]:
 def _test_name(value: object) -> str | None:
     if value is not None and not isinstance(value, str):
         raise SubmissionError(f"a test's name must be a string or None, got {value!r}")
-    return value
+    return None if value is None else _utf8(value, "a test's name")
 
 
 def _compile_limits(value: object) -> Limits:
@@ -495,14 +514,17 @@ def _tests(value: object) -> tuple[TestCase, ...]:
 def _language(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise SubmissionError(f"language must be a non-empty string, got {value!r}")
-    return value.strip().lower()
+    return _utf8(value, "the language").strip().lower()
 
 
 def _json_value(value: object, where: str, depth: int = 0) -> None:
     """Refuse what JSON would not give back as it is (metadata travels as JSON)."""
     if depth > 32:
         raise SubmissionError(f"metadata nests deeper than 32 levels at {where}")
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        _utf8(value, f"metadata{where}")
+        return
+    if value is None or isinstance(value, bool | int):
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -516,6 +538,7 @@ def _json_value(value: object, where: str, depth: int = 0) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise SubmissionError(f"metadata{where}: key {key!r} is not a string")
+            _utf8(key, f"a metadata key at {where or 'the top'}")
             _json_value(item, f"{where}[{key!r}]", depth + 1)
         return
     raise SubmissionError(
@@ -529,12 +552,19 @@ def _metadata(value: object) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise SubmissionError(f"metadata must be a mapping, got {type(value).__name__}")
-    metadata = dict(value)
-    _json_value(metadata, "")
-    size = len(json.dumps(metadata, separators=(",", ":")).encode())
-    if size > MAX_METADATA_BYTES:
-        raise SubmissionError(f"metadata takes {size} bytes as JSON; at most {MAX_METADATA_BYTES}")
-    return metadata
+    _json_value(dict(value), "")
+    try:
+        text = json.dumps(dict(value), separators=(",", ":"))
+    except ValueError as exc:  # an int of more digits than Python prints
+        raise SubmissionError(f"metadata is not JSON: {exc}") from None
+    if len(text.encode()) > MAX_METADATA_BYTES:
+        raise SubmissionError(
+            f"metadata takes {len(text.encode())} bytes as JSON; at most {MAX_METADATA_BYTES}"
+        )
+    # A copy as JSON gives it back (tuples become lists), so what was judged, what
+    # is stored and what comes back are equal, and later changes to the caller's
+    # objects change none of them.
+    return json.loads(text)  # type: ignore[no-any-return]
 
 
 @attrs.frozen(kw_only=True)
@@ -643,6 +673,15 @@ def _decode(data: bytes | str) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "replace")
 
 
+_is_bool = attrs.validators.instance_of(bool)
+_is_number = attrs.validators.instance_of((int, float))
+_is_int = attrs.validators.instance_of(int)
+_is_optional_int = attrs.validators.optional(_is_int)
+_is_optional_str = attrs.validators.optional(attrs.validators.instance_of(str))
+_is_str = attrs.validators.instance_of(str)
+_is_mapping = attrs.validators.instance_of(Mapping)  # type: ignore[type-abstract]
+
+
 @attrs.frozen(kw_only=True)
 class Measured:
     """What a sandbox measured of one program run (a test's or the compiler's).
@@ -651,11 +690,11 @@ class Measured:
     bytes (the peak of all the run's processes together).
     """
 
-    exit_code: int | None = None
-    signal: int | None = None
-    cpu_time: float = 0.0
-    wall_time: float = 0.0
-    memory_peak: int = 0
+    exit_code: int | None = attrs.field(default=None, validator=_is_optional_int)
+    signal: int | None = attrs.field(default=None, validator=_is_optional_int)
+    cpu_time: float = attrs.field(default=0.0, validator=_is_number)
+    wall_time: float = attrs.field(default=0.0, validator=_is_number)
+    memory_peak: int = attrs.field(default=0, validator=_is_int)
     stdout: str = attrs.field(default="", converter=_decode)
     stderr: str = attrs.field(default="", converter=_decode)
 
@@ -666,14 +705,14 @@ class TestResult(Measured):
 
     __test__ = False
 
-    name: str | None = None
+    name: str | None = attrs.field(default=None, validator=_is_optional_str)
     verdict: Verdict = attrs.field(converter=Verdict)
-    stdout_truncated: bool = False
-    stderr_truncated: bool = False
+    stdout_truncated: bool = attrs.field(default=False, validator=_is_bool)
+    stderr_truncated: bool = attrs.field(default=False, validator=_is_bool)
     #: ``"cpu"`` or ``"wall"`` when the verdict is a time limit, else None.
-    time_limit: str | None = None
+    time_limit: str | None = attrs.field(default=None, validator=_is_optional_str)
     #: Why the verdict: a checker's reason, the signal's name, the sandbox failure.
-    message: str = ""
+    message: str = attrs.field(default="", validator=_is_str)
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -699,10 +738,10 @@ class TestResult(Measured):
 class CompileResult(Measured):
     """The outcome of the compile step; ``ok`` False gives ``compilation_error``."""
 
-    ok: bool
+    ok: bool = attrs.field(validator=_is_bool)
     #: The artifact came from an earlier compile of the same source.
-    cached: bool = False
-    message: str = ""
+    cached: bool = attrs.field(default=False, validator=_is_bool)
+    message: str = attrs.field(default="", validator=_is_str)
 
     def to_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -738,14 +777,17 @@ class Result:
 
     verdict: Verdict = attrs.field(converter=Verdict)
     tests: tuple[TestResult, ...] = attrs.field(default=(), converter=_test_results)
-    compile: CompileResult | None = None
-    cached: bool = False
-    fingerprint: str = ""
-    backend: str = ""
-    queue_time: float = 0.0
-    total_time: float = 0.0
-    reproducibility: Mapping[str, Any] = attrs.field(factory=dict)
-    metadata: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
+    compile: CompileResult | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.instance_of(CompileResult)),
+    )
+    cached: bool = attrs.field(default=False, validator=_is_bool)
+    fingerprint: str = attrs.field(default="", validator=_is_str)
+    backend: str = attrs.field(default="", validator=_is_str)
+    queue_time: float = attrs.field(default=0.0, validator=_is_number)
+    total_time: float = attrs.field(default=0.0, validator=_is_number)
+    reproducibility: Mapping[str, Any] = attrs.field(factory=dict, validator=_is_mapping)
+    metadata: Mapping[str, Any] = attrs.field(factory=dict, eq=False, validator=_is_mapping)
 
     @property
     def ok(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from cachetools import LRUCache
 
-from ._checkers import Checker, describe
+from ._checkers import CallableChecker, Checker, describe
 from ._errors import JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
@@ -211,6 +211,14 @@ class Prepared:
     def source(self) -> str:
         """The main file's name in the work directory."""
         return self.language.source_name(self.main)
+
+    def checker_unchanged(self) -> bool:
+        """Whether the checker's identity is still the one in the fingerprint (a
+        callable's reads data that may change between prepare and judging)."""
+        checker = self.submission.checker
+        if not isinstance(checker, CallableChecker):
+            return True
+        return checker.describe()[0] == self.checker_identity
 
 
 class Runner:

@@ -557,6 +557,8 @@ class DockerSandbox:
         built = f" host-built-{self._host_digest}" if self._image is None else ""
         return (
             f"docker/1 daemon-{self._daemon} init-{self._jail_init.digest} cpus-{self.cpus}"
+            # Both decide whether a program fits: its files, and its memory at most.
+            f" scratch-{self.scratch_size} ceiling-{self.memory_ceiling}"
             f" images[{named}]{built}"
         )
 

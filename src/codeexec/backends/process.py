@@ -499,7 +499,8 @@ class ProcessSandbox:
         cg = f"cgroup-v{self._cgroups.version}" if self._cgroups else "no-cgroup"
         # The init and the seccomp policy decide what a run may do: part of the identity.
         start = f"init-{self._jail_init.digest}" if self._jail_init else "spawn"
-        return f"process/2 {mode} {cg} {start}"
+        # The scratch space decides whether a program that writes files fits.
+        return f"process/2 {mode} {cg} {start} scratch-{self._scratch_size}"
 
     @property
     def capabilities(self) -> frozenset[str]:

@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .._errors import CodeExecError, QueueFull
+from .._errors import CodeExecError, JobCancelled, QueueFull
 from .._model import Result, Submission
 from ._base import QueueMetrics, user_of
 
@@ -195,7 +195,10 @@ class LocalDispatcher:
                 future.set_exception(exc)
             else:
                 self._finish(entry)
-                future.set_result(result)
+                if entry.job.claim():
+                    future.set_result(result)
+                else:  # cancel() won the race with the result: it said so, so it is
+                    future.set_exception(JobCancelled(f"job {entry.job.id} was cancelled"))
 
     def _finish(self, entry: _Entry) -> None:
         """Free the job's place (and its user's) before its result is published, so a

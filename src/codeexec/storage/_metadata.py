@@ -174,9 +174,12 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, ident = json.loads(raw)
-        return dt.datetime.fromisoformat(created), str(ident)
+        when = dt.datetime.fromisoformat(created)
     except (ValueError, TypeError) as exc:
         raise StorageConfigError(f"not a cursor this store made: {cursor!r}") from exc
+    if when.tzinfo is None:  # every cursor this store makes carries UTC
+        raise StorageConfigError(f"not a cursor this store made: {cursor!r}")
+    return when, str(ident)
 
 
 def month_start(when: dt.datetime) -> dt.datetime:

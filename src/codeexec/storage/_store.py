@@ -375,6 +375,13 @@ class Store:
         datetimes). Pass the page's ``next`` as ``cursor`` for the next page. Only
         stored records are searched: :meth:`flush` first to include the newest.
         """
+        for what, text in (
+            ("user_id", user_id),
+            ("problem_id", problem_id),
+            ("language", language),
+        ):
+            if text is not None and (not isinstance(text, str) or not _is_text(text)):
+                raise StorageConfigError(f"{what} must be text, got {text!r:.80}")
         if verdict is not None and str(verdict) not in _VERDICTS:
             raise StorageConfigError(
                 f"unknown verdict {verdict!r}; verdicts are {', '.join(sorted(_VERDICTS))}"
@@ -449,12 +456,31 @@ def _hot_tier_exists(hot: BlobTier) -> None:
         raise StorageConfigError(f"no store here: the hot tier {hot.root} does not exist")
 
 
+def _is_text(value: str) -> bool:
+    """Encodable as UTF-8 (a lone surrogate, from a command line say, is not)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _days(value: float | dt.timedelta | None) -> dt.timedelta | None:
     if value is None or isinstance(value, dt.timedelta):
         return value
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise StorageConfigError(f"an age is a number of days >= 0 or a timedelta: {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 <= value <= _MAX_DAYS  # NaN fails this too
+    ):
+        raise StorageConfigError(
+            f"an age is a number of days from 0 to {_MAX_DAYS}, or a timedelta: {value!r}"
+        )
     return dt.timedelta(days=value)
+
+
+#: The longest age the lifecycle takes (a thousand years: datetime's range ends soon after).
+_MAX_DAYS = 365_000
 
 
 def _prepare(entry: Mapping[str, Any]) -> tuple[Record, dict[str, tuple[bytes, bool]]]:
