@@ -61,6 +61,14 @@ def classify(
             None,
             f"used {outcome.memory_peak} bytes of memory (limit {limits.memory})",
         )
+    if outcome.stalled_at_memory_limit:
+        # Thrashing: the kernel kept reclaiming the program's own pages at the limit
+        # (its code, when the rest is tmpfs or locked) and it never got to run out.
+        return (
+            Verdict.MEMORY_LIMIT_EXCEEDED,
+            None,
+            f"stalled at the memory limit until killed for {outcome.killed_for} time",
+        )
     if (
         outcome.killed_for == "cpu"
         or outcome.cpu_time > limits.cpu_time

@@ -40,6 +40,9 @@ RECLAIM_SLACK = 4 << 20
 BASELINE_CEILING = 16 << 20
 #: Seconds between samples of memory.current where the kernel keeps no per-run peak.
 SAMPLE_INTERVAL = 0.005
+#: How near its limit a group's memory counts as meeting it: the kernel charges in
+#: per-CPU batches of 64 pages, so a group pinned at its limit reads a little under.
+AT_LIMIT_SLACK = 2 << 20
 
 
 @attrs.frozen
@@ -197,6 +200,11 @@ class Slot:
         """Seconds of CPU used since :meth:`begin`, cheap enough to poll."""
         raise NotImplementedError
 
+    def at_limit(self) -> bool:
+        """Whether the group's memory meets its limit now (within
+        :data:`AT_LIMIT_SLACK`)."""
+        raise NotImplementedError
+
     #: Seconds between :meth:`sample` calls the supervisor should make during a run
     #: (None: the group measures its own peak and needs no samples).
     sample_interval: float | None = None
@@ -334,10 +342,19 @@ class _SlotV1(Slot):
     def cpu_time(self) -> float:
         return self._cpu.value() / 1e9
 
+    def _meets_limit(self, usage: int) -> bool:
+        return self._limit is not None and usage >= self._limit - AT_LIMIT_SLACK
+
+    def at_limit(self) -> bool:
+        return self._meets_limit(self._usage.value())
+
     def end(self) -> CgroupUsage:
         peak = self._max_usage.value()
         if self._has_memsw:
             peak = max(peak, self._memsw_max.value())
+        # Kernels since 6.15 no longer count failcnt (it stays 0): a peak at the limit
+        # says the same.
+        limit_hit = self._failcnt.value() > 0 or self._meets_limit(peak)
         # What the slot held before the run includes the pre-forked process that
         # became the run's program (its pages were freed at exec): what is left after
         # the run is the better baseline when it is lower.
@@ -346,7 +363,7 @@ class _SlotV1(Slot):
             cpu_time=self.cpu_time(),
             memory_peak=max(0, peak - baseline),
             oom_killed=self._oom_control.keyed().get(b"oom_kill", 0) > self._oom_before,
-            memory_limit_hit=self._failcnt.value() > 0,
+            memory_limit_hit=limit_hit,
         )
 
     def close(self) -> None:
@@ -431,6 +448,7 @@ class _SlotV2(Slot):
         self._baseline = 0
         self._has_swap = os.path.exists(os.path.join(path, "memory.swap.max"))
         self._swap_off = False
+        self._max = 1 << 62  # memory.max as set_limits last wrote it
 
     def _file(self, name: str) -> str:
         return os.path.join(self._path, name)
@@ -446,7 +464,8 @@ class _SlotV2(Slot):
 
     def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
         limit = memory + self._baseline_for_run(self._current)
-        self._memory_max.write(limit if ceiling is None else min(limit, ceiling))
+        self._max = limit if ceiling is None else min(limit, ceiling)
+        self._memory_max.write(self._max)
         if self._has_swap and not self._swap_off:
             _write(self._file("memory.swap.max"), 0)  # once: nothing raises it again
             self._swap_off = True
@@ -478,6 +497,9 @@ class _SlotV2(Slot):
 
     def cpu_time(self) -> float:
         return (self._cpu_usec() - self._cpu_before) / 1e6
+
+    def at_limit(self) -> bool:
+        return self._current() >= self._max - AT_LIMIT_SLACK
 
     def end(self) -> CgroupUsage:
         events = self._events.keyed()

@@ -106,6 +106,8 @@ class RunOutcome:
     stderr_truncated: bool = False
     oom_killed: bool = False
     memory_limit_hit: bool = False
+    #: Killed for time while its memory kept meeting the limit (stalled there).
+    stalled_at_memory_limit: bool = False
     #: "cpu", "wall", "output", "cancelled" or None
     killed_for: str | None = None
     collected: Mapping[str, bytes] = attrs.field(factory=dict)

@@ -59,6 +59,10 @@ class Supervised:
     stdout_truncated: bool
     stderr_truncated: bool
     killed_for: str | None
+    #: Killed for time while its memory was still meeting the limit: a program stalled
+    #: at its limit (the kernel reclaiming its own pages over and over, thrashing)
+    #: rather than one that ran out of time for its own reasons.
+    stalled_at_memory_limit: bool = False
 
 
 class RunPipes:
@@ -131,12 +135,15 @@ def supervise(
     ncpu = cpu_count()
 
     kill_deadline = math.inf
+    stalled = False
 
     def kill(reason: str) -> None:
-        nonlocal killed_for, kill_deadline
+        nonlocal killed_for, kill_deadline, stalled
         if killed_for is None:
             killed_for = reason
             kill_deadline = time.monotonic() + EXIT_TIMEOUT
+            if reason in ("cpu", "wall") and cgroup is not None:
+                stalled = cgroup.at_limit()
         if exited is None:
             control.request_kill()
 
@@ -202,6 +209,7 @@ def supervise(
         stdout_truncated=truncated["stdout"],
         stderr_truncated=truncated["stderr"],
         killed_for=killed_for,
+        stalled_at_memory_limit=stalled,
     )
 
 
@@ -232,6 +240,7 @@ def outcome(
         stderr_truncated=seen.stderr_truncated,
         oom_killed=usage.oom_killed if usage else False,
         memory_limit_hit=usage.memory_limit_hit if usage else False,
+        stalled_at_memory_limit=seen.stalled_at_memory_limit,
         killed_for=seen.killed_for or ("cpu" if cpu_time > request.limits.cpu_time else None),
         collected=collected,
     )

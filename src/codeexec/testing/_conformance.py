@@ -820,6 +820,42 @@ except OSError:
         assert victim.verdict is Verdict.ACCEPTED, victim.tests[0]
         assert victim.tests[0].stdout.strip() == "1000", victim.tests[0]
 
+    def test_a_program_stalled_at_its_memory_limit_is_memory_limit_exceeded(
+        self, executor: Executor
+    ) -> None:
+        # Scratch files hold most of the limit; in what is left, every read makes the
+        # kernel reclaim the run's own page cache again. No allocation ever fails and
+        # the OOM killer never strikes: the program runs out of time at its memory
+        # limit, which is what the verdict says (the way a program thrashing at its
+        # limit ends on a slow disk).
+        code = """
+import os
+for i in range(64):
+    with open(f"/dev/shm/fill{i}", "wb") as f:
+        f.write(b"x" * (1 << 20))
+paths = []
+for root, _, files in os.walk("/usr/lib"):
+    paths += [os.path.join(root, name) for name in files]
+    if len(paths) > 4000:
+        break
+while True:
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            while os.read(fd, 1 << 20):
+                pass
+        finally:
+            os.close(fd)
+"""
+        result = self.run_code(executor, "python", code, memory="96M", cpu_time=1)
+        test = result.tests[0]
+        assert result.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, test
+        assert test.message.startswith("stalled at the memory limit"), test
+
     def test_only_the_runs_own_processes_are_visible(self, executor: Executor) -> None:
         # The sandbox's own processes (an init that reaps every run, say, whose /proc
         # counters add up earlier runs) are as invisible as the host's.
