@@ -112,4 +112,6 @@ def test_result_round_trips_through_json():
 def test_verdict_is_a_str_enum():
     assert Verdict("accepted") is Verdict.ACCEPTED
     assert Verdict.TIME_LIMIT_EXCEEDED == "time_limit_exceeded"
-    assert {v.short for v in Verdict} == {"AC", "WA", "TLE", "MLE", "OLE", "RE", "CE", "IE"}
+    assert {v.short for v in Verdict} == {
+        *("AC", "WA", "TLE", "MLE", "OLE", "RE", "CE", "IE", "PE", "PA", "SK")
+    }

@@ -55,13 +55,16 @@ from ._languages import Language, LanguageRegistry, Toolchain, default_languages
 from ._model import (
     CompileResult,
     File,
+    GroupResult,
     Limits,
     Result,
     Submission,
     TestCase,
+    TestGroup,
     TestResult,
     Verdict,
 )
+from ._programs import CheckerProgram
 from .backends import available_sandboxes, get_sandbox
 
 __version__ = "0.1.0"
@@ -71,6 +74,7 @@ __all__ = [
     "CacheError",
     "CallableChecker",
     "Check",
+    "CheckerProgram",
     "Checker",
     "CodeExecError",
     "ConfigurationError",
@@ -81,6 +85,7 @@ __all__ = [
     "ExactChecker",
     "Executor",
     "File",
+    "GroupResult",
     "FloatChecker",
     "Job",
     "JobCancelled",
@@ -105,6 +110,7 @@ __all__ = [
     "Submission",
     "SubmissionError",
     "TestCase",
+    "TestGroup",
     "TestResult",
     "TokenChecker",
     "Toolchain",

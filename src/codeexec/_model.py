@@ -31,10 +31,12 @@ __all__ = [
     "MAX_TESTS",
     "CompileResult",
     "File",
+    "GroupResult",
     "Limits",
     "Result",
     "Submission",
     "TestCase",
+    "TestGroup",
     "TestResult",
     "Verdict",
 ]
@@ -58,6 +60,8 @@ MAX_MEMORY = 2**40
 MAX_PIDS = 4 * 1024 * 1024
 MAX_OUTPUT = 2**30
 MAX_FILE_SIZE = 2**40
+#: The most points one test or group may be worth.
+MAX_POINTS = 1e9
 
 #: The shape of the dicts ``to_dict`` makes. Format 1 (no ``"format"`` key) held bytes
 #: as latin-1 text; format 2 holds UTF-8 bytes as text and other bytes as
@@ -164,6 +168,12 @@ class Verdict(enum.StrEnum):
     RUNTIME_ERROR = "runtime_error"
     COMPILATION_ERROR = "compilation_error"
     INTERNAL_ERROR = "internal_error"
+    #: A checker program said the output is malformed (testlib's ``_pe``).
+    PRESENTATION_ERROR = "presentation_error"
+    #: A checker gave part of the test's points.
+    PARTIALLY_ACCEPTED = "partially_accepted"
+    #: Not run: its group, a group it depends on, or the submission stopped earlier.
+    SKIPPED = "skipped"
 
     @property
     def short(self) -> str:
@@ -180,6 +190,9 @@ _SHORT = {
     Verdict.RUNTIME_ERROR: "RE",
     Verdict.COMPILATION_ERROR: "CE",
     Verdict.INTERNAL_ERROR: "IE",
+    Verdict.PRESENTATION_ERROR: "PE",
+    Verdict.PARTIALLY_ACCEPTED: "PA",
+    Verdict.SKIPPED: "SK",
 }
 
 
@@ -418,6 +431,16 @@ def _test_name(value: object) -> str | None:
     return None if value is None else _utf8(value, "a test's name")
 
 
+def _points(value: object, what: str = "points") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SubmissionError(f"{what} must be a number, got {value!r}")
+    if not math.isfinite(value) or value < 0 or value > MAX_POINTS:
+        raise SubmissionError(f"{what} must be between 0 and {MAX_POINTS}, got {value!r}")
+    return float(value)
+
+
 def _compile_limits(value: object) -> Limits:
     return DEFAULT_COMPILE_LIMITS if value is None else Limits.coerce(value, what="compile_limits")
 
@@ -437,7 +460,11 @@ _TEST_ALIASES = {
 
 @attrs.frozen
 class TestCase(_StrictKeywords):
-    """One test: the program's stdin, the expected stdout (or None), extra argv."""
+    """One test: the program's stdin, the expected stdout (or None), extra argv.
+
+    ``points`` is what the test is worth where tests score one by one (a flat list of
+    tests, or a group with ``scoring="sum"``); None counts as 1.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -445,15 +472,24 @@ class TestCase(_StrictKeywords):
     expected: bytes | None = attrs.field(default=None, converter=_expected)
     args: tuple[str, ...] = attrs.field(default=(), converter=_args)
     name: str | None = attrs.field(default=None, converter=_test_name)
+    points: float | None = attrs.field(default=None, converter=_points)
+
+    @property
+    def worth(self) -> float:
+        """The points this test is worth where tests score one by one."""
+        return 1.0 if self.points is None else self.points
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; bytes as text when they are UTF-8, else ``{"base64": ...}``."""
-        return {
+        data: dict[str, Any] = {
             "stdin": bytes_to_json(self.stdin),
             "expected": None if self.expected is None else bytes_to_json(self.expected),
             "args": list(self.args),
             "name": self.name,
         }
+        if self.points is not None:
+            data["points"] = self.points
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, legacy: bool = False) -> TestCase:
@@ -471,7 +507,7 @@ class TestCase(_StrictKeywords):
             if name in fields:
                 raise FormatError(f"a test gives {name!r} twice (as {key!r} too)")
             fields[name] = value
-        read_fields(fields, "test", optional=("stdin", "expected", "args", "name"))
+        read_fields(fields, "test", optional=("stdin", "expected", "args", "name", "points"))
         for name in ("stdin", "expected"):
             if fields.get(name) is not None:
                 fields[name] = bytes_from_json(fields[name], f"test {name}", legacy=legacy)
@@ -509,6 +545,115 @@ def _tests(value: object) -> tuple[TestCase, ...]:
             raise SubmissionError(f"tests must contain TestCase objects, got {item!r}")
         out.append(item)
     return tuple(out)
+
+
+def _group_name(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SubmissionError(f"a group's name must be a non-empty string, got {value!r}")
+    return _utf8(value, "a group's name")
+
+
+def _scoring(value: object) -> str:
+    if value not in SCORING:
+        raise SubmissionError(f"scoring must be one of {', '.join(SCORING)}, got {value!r}")
+    return str(value)
+
+
+#: How a group scores. ``"min"`` (IOI subtasks, Polygon's complete-group policy): its
+#: ``points`` times the smallest share any of its tests earned, so all or nothing
+#: unless a checker gives partial points; its first failed test skips the rest.
+#: ``"sum"`` (Polygon's each-test policy): the points its tests earned, every test run.
+SCORING = ("min", "sum")
+
+
+@attrs.frozen(kw_only=True)
+class TestGroup(_StrictKeywords):
+    """A group of tests (a subtask, a batch) that scores as one.
+
+    ``points`` is what the group is worth under ``scoring="min"``; under ``"sum"`` it
+    is worth its tests' ``points`` (each 1 unless given). It scores only when every
+    group in ``depends_on`` (names of groups listed before it) passed in full;
+    otherwise its tests are ``skipped``, not run.
+    """
+
+    __test__ = False
+
+    name: str = attrs.field(converter=_group_name)
+    tests: tuple[TestCase, ...] = attrs.field(converter=_tests)
+    points: float = attrs.field(default=0.0, converter=lambda v: _points(v, "a group's points"))
+    depends_on: tuple[str, ...] = attrs.field(default=(), converter=str_tuple)
+    scoring: str = attrs.field(default="min", converter=_scoring)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.tests:
+            raise SubmissionError(f"group {self.name!r} has no tests")
+        if self.scoring == "sum" and self.points:
+            raise SubmissionError(
+                f"group {self.name!r}: a group scored by 'sum' is worth its tests' points;"
+                " give them points instead of the group"
+            )
+
+    @property
+    def max_score(self) -> float:
+        """The most points the group can give."""
+        if self.scoring == "sum":
+            return sum(t.worth for t in self.tests)
+        return self.points
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tests": [t.to_dict() for t in self.tests],
+            "points": self.points,
+            "depends_on": list(self.depends_on),
+            "scoring": self.scoring,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, legacy: bool = False) -> TestGroup:
+        """The group ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        fields = dict(
+            read_fields(data, "group", ("name", "tests"), ("points", "depends_on", "scoring"))
+        )
+        tests = fields["tests"]
+        if not isinstance(tests, list | tuple):
+            raise FormatError(f"group: tests must be a list, got {type(tests).__name__}")
+        fields["tests"] = [TestCase.from_dict(t, legacy=legacy) for t in tests]
+        return _from_fields(cls, fields, "group")  # type: ignore[no-any-return]
+
+
+def _groups(value: object) -> tuple[TestGroup, ...]:
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise SubmissionError(f"groups must be a sequence of TestGroup, got {type(value).__name__}")
+    out: list[TestGroup] = []
+    for item in value:
+        if isinstance(item, Mapping):
+            try:
+                item = TestGroup.from_dict(item)
+            except FormatError as exc:
+                raise SubmissionError(str(exc)) from None
+        if not isinstance(item, TestGroup):
+            raise SubmissionError(f"groups must contain TestGroup objects, got {item!r}")
+        before = {g.name for g in out}
+        if item.name in before:
+            raise SubmissionError(f"two groups are named {item.name!r}")
+        for dependency in item.depends_on:
+            if dependency not in before:
+                raise SubmissionError(
+                    f"group {item.name!r} depends on {dependency!r}, which is not a group"
+                    " listed before it"
+                )
+        out.append(item)
+    total = sum(len(g.tests) for g in out)
+    if total > MAX_TESTS:
+        raise SubmissionError(f"too many tests: {total} (at most {MAX_TESTS} per submission)")
+    return tuple(out)
+
+
+def _bool(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise SubmissionError(f"{what} must be True or False, got {value!r}")
+    return value
 
 
 def _language(value: object) -> str:
@@ -573,7 +718,12 @@ class Submission(_StrictKeywords):
 
     ``code`` is the main source file's content; ``files`` adds more files (or holds the
     main file itself when ``code`` is None). With no tests, one test with empty stdin
-    and no expected output is run. ``metadata`` carries host keys (``user_id``,
+    and no expected output is run.
+
+    Tests come as a flat list (``tests``: every test runs and scores its ``points``)
+    or as ``groups`` (subtasks, see :class:`TestGroup`), never both.
+    ``stop_on_failure=True`` ends judging at the first test that is not accepted
+    (ICPC style): the tests after it are ``skipped``. ``metadata`` carries host keys (``user_id``,
     ``problem_id``, ...) and never affects execution or the fingerprint; it must be
     JSON (str keys; str, int, float, bool, None, list, dict values; at most 64 KiB),
     because it is stored and sent as JSON.
@@ -590,10 +740,16 @@ class Submission(_StrictKeywords):
     compile_limits: Limits = attrs.field(default=None, converter=_compile_limits)
     checker: Checker = attrs.field(default=None, converter=get_checker)
     metadata: Mapping[str, Any] = attrs.field(default=None, converter=_metadata, eq=False)
+    groups: tuple[TestGroup, ...] = attrs.field(default=(), converter=_groups)
+    stop_on_failure: bool = attrs.field(
+        default=False, converter=lambda v: _bool(v, "stop_on_failure")
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.code is None and not self.files:
             raise SubmissionError("a submission needs code or files")
+        if self.groups and self.tests:
+            raise SubmissionError("give tests or groups, not both")
         if self.code is not None and not self.code.strip():
             raise SubmissionError("code is empty")
         paths = [f.path for f in self.files]
@@ -607,11 +763,16 @@ class Submission(_StrictKeywords):
 
     @property
     def effective_tests(self) -> tuple[TestCase, ...]:
-        """The tests to run: the given ones, or a single empty-stdin test."""
+        """The tests to run, in order: the given ones (the groups' in turn), or a
+        single empty-stdin test."""
+        if self.groups:
+            return tuple(t for g in self.groups for t in g.tests)
         return self.tests or (TestCase(),)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, and read back by :meth:`from_dict` byte for byte."""
+        from ._programs import checker_to_json
+
         return {
             "format": DICT_FORMAT,
             "language": self.language,
@@ -620,8 +781,10 @@ class Submission(_StrictKeywords):
             "tests": [t.to_dict() for t in self.tests],
             "limits": self.limits.to_dict(),
             "compile_limits": self.compile_limits.to_dict(),
-            "checker": self.checker.identity,
+            "checker": checker_to_json(self.checker),
             "metadata": dict(self.metadata),
+            "groups": [g.to_dict() for g in self.groups],
+            "stop_on_failure": self.stop_on_failure,
         }
 
     @classmethod
@@ -632,13 +795,25 @@ class Submission(_StrictKeywords):
         raises :class:`SubmissionError`, unless ``recorded_checker`` is true: then the
         checker is a :class:`~codeexec.RecordedChecker` that keeps the identity (how
         the store gives back what it kept)."""
-        from ._checkers import RecordedChecker, checker_from_identity
+        from ._checkers import RecordedChecker
+        from ._programs import checker_from_json
 
         fields = read_fields(
             data,
             "submission",
             ("language",),
-            ("format", "code", "files", "tests", "limits", "compile_limits", "checker", "metadata"),
+            (
+                "format",
+                "code",
+                "files",
+                "tests",
+                "limits",
+                "compile_limits",
+                "checker",
+                "metadata",
+                "groups",
+                "stop_on_failure",
+            ),
         )
         version = fields.get("format", 1)
         if version not in (1, DICT_FORMAT):
@@ -647,7 +822,7 @@ class Submission(_StrictKeywords):
         code = fields.get("code")
         identity = fields.get("checker", "default")
         try:
-            checker = checker_from_identity(identity)
+            checker = checker_from_json(identity)
         except SubmissionError:
             if not recorded_checker or not isinstance(identity, str):
                 raise
@@ -663,6 +838,8 @@ class Submission(_StrictKeywords):
             compile_limits=None if compile_limits is None else Limits.from_dict(compile_limits),
             checker=checker,
             metadata=fields.get("metadata"),
+            groups=[TestGroup.from_dict(g, legacy=legacy) for g in fields.get("groups", ())],
+            stop_on_failure=fields.get("stop_on_failure", False),
         )
 
 
@@ -713,6 +890,11 @@ class TestResult(Measured):
     time_limit: str | None = attrs.field(default=None, validator=_is_optional_str)
     #: Why the verdict: a checker's reason, the signal's name, the sandbox failure.
     message: str = attrs.field(default="", validator=_is_str)
+    #: The points the test earned (of its ``worth``), where tests score one by one;
+    #: in a ``"min"`` group, the share of the group's points it would allow.
+    points: float = attrs.field(default=0.0, validator=_is_number)
+    #: The name of the test's group, if it has one.
+    group: str | None = attrs.field(default=None, validator=_is_optional_str)
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)
@@ -766,6 +948,33 @@ def _test_results(value: Iterable[TestResult]) -> tuple[TestResult, ...]:
 
 
 @attrs.frozen(kw_only=True)
+class GroupResult:
+    """How one :class:`TestGroup` did: its verdict (its first test not accepted, or
+    ``skipped`` when a group it depends on failed) and the points it scored."""
+
+    name: str = attrs.field(validator=_is_str)
+    verdict: Verdict = attrs.field(converter=Verdict)
+    score: float = attrs.field(validator=_is_number)
+    max_score: float = attrs.field(validator=_is_number)
+    message: str = attrs.field(default="", validator=_is_str)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["verdict"] = self.verdict.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupResult:
+        """The group result ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+        fields = read_fields(data, "group result", ("name", "verdict"), _field_names(cls))
+        return _from_fields(cls, fields, "group result")  # type: ignore[no-any-return]
+
+
+def _group_results(value: Iterable[GroupResult]) -> tuple[GroupResult, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
 class Result:
     """The outcome of a submission.
 
@@ -788,6 +997,11 @@ class Result:
     total_time: float = attrs.field(default=0.0, validator=_is_number)
     reproducibility: Mapping[str, Any] = attrs.field(factory=dict, validator=_is_mapping)
     metadata: Mapping[str, Any] = attrs.field(factory=dict, eq=False, validator=_is_mapping)
+    #: Points scored and the most there were: the tests' (a flat list) or the
+    #: groups' (see :class:`TestGroup`). 0 of the whole when it did not compile.
+    score: float = attrs.field(default=0.0, validator=_is_number)
+    max_score: float = attrs.field(default=0.0, validator=_is_number)
+    groups: tuple[GroupResult, ...] = attrs.field(default=(), converter=_group_results)
 
     @property
     def ok(self) -> bool:
@@ -816,6 +1030,9 @@ class Result:
             "total_time": self.total_time,
             "reproducibility": dict(self.reproducibility),
             "metadata": dict(self.metadata),
+            "score": self.score,
+            "max_score": self.max_score,
+            "groups": [g.to_dict() for g in self.groups],
         }
 
     @classmethod
@@ -823,14 +1040,17 @@ class Result:
         """The result ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
         fields = dict(read_fields(data, "result", ("verdict",), _field_names(cls)))
         tests = fields.get("tests", ())
+        groups = fields.get("groups", ())
         compile_data = fields.get("compile")
-        if not isinstance(tests, list | tuple):
-            raise FormatError(f"result: tests must be a list, got {type(tests).__name__}")
+        for name, value in (("tests", tests), ("groups", groups)):
+            if not isinstance(value, list | tuple):
+                raise FormatError(f"result: {name} must be a list, got {type(value).__name__}")
         return _from_fields(  # type: ignore[no-any-return]
             cls,
             fields,
             "result",
             tests=tuple(TestResult.from_dict(t) for t in tests),
+            groups=tuple(GroupResult.from_dict(g) for g in groups),
             compile=None if compile_data is None else CompileResult.from_dict(compile_data),
         )
 

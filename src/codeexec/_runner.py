@@ -23,6 +23,8 @@ from ._checkers import CallableChecker, Checker, describe
 from ._errors import JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
+from ._programs import CHECKER_FILES, CheckerProgram, ProgramVerdict, testlib_verdict
+from ._scoring import Scorer, overall, skipped
 from .backends._protocol import RunOutcome, RunRequest, Sandbox
 from .cache.keys import fingerprint
 from .cache.layered import LayeredCache
@@ -229,6 +231,14 @@ class Prepared:
         return checker.describe()[0] == self.checker_identity
 
 
+@attrs.frozen
+class _BuiltChecker:
+    """A checker program ready to run: prepared, and the files its runs get."""
+
+    prepared: Prepared
+    files: tuple[File, ...]
+
+
 class Runner:
     """Runs prepared submissions on one sandbox."""
 
@@ -253,6 +263,16 @@ class Runner:
         if submission.code is not None and any(f.path == source for f in submission.files):
             raise SubmissionError(f"both code and a file named {source!r} were given; pass one")
         checker_identity, cacheable = describe(submission.checker)
+        if isinstance(submission.checker, CheckerProgram):
+            # The checker's build is part of what judges: its toolchain and language.
+            checker_language = self.languages.get(submission.checker.language)
+            definition = json.dumps(checker_language.definition(), sort_keys=True)
+            checker_identity += (
+                ":"
+                + hashlib.sha256(
+                    (self.languages.toolchain(checker_language.name).version + definition).encode()
+                ).hexdigest()[:16]
+            )
         key = fingerprint(
             submission,
             language=language,
@@ -355,7 +375,12 @@ class Runner:
         files: tuple[File, ...],
         test: TestCase,
         cancel: threading.Event | None = None,
-    ) -> TestResult:
+        *,
+        checker: _BuiltChecker | None = None,
+        group: str | None = None,
+    ) -> tuple[TestResult, float]:
+        """Run one test; its result and the share of its points it earned (0 to 1).
+        ``checker``: the submission's checker program, built."""
         language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
         argv = language.render(language.run, toolchain, sub.limits, prepared.main)
         argv += test.args
@@ -372,8 +397,13 @@ class Runner:
             )
         )
         _stop_if_cancelled(cancel, outcome)
-        verdict, time_limit, message = classify(outcome, sub.limits, sub.checker, test)
-        return TestResult(
+        in_process = None if checker is not None else sub.checker
+        verdict, time_limit, message = classify(outcome, sub.limits, in_process, test)
+        share = 1.0 if verdict is Verdict.ACCEPTED else 0.0
+        if checker is not None and verdict is Verdict.ACCEPTED:
+            said = self._run_checker(checker, test, outcome.stdout, cancel)
+            verdict, share, message = said.verdict, said.share, said.message
+        result = TestResult(
             name=test.name,
             verdict=verdict,
             **_measured(outcome),
@@ -381,7 +411,57 @@ class Runner:
             stderr_truncated=outcome.stderr_truncated,
             time_limit=time_limit,
             message=message,
+            points=share * test.worth,
+            group=group,
         )
+        return result, share
+
+    def _build_checker(
+        self, prepared: Prepared, cancel: threading.Event | None
+    ) -> _BuiltChecker | str:
+        """The submission's checker program compiled (or its compile reused), or why
+        it cannot judge."""
+        program = prepared.submission.checker
+        assert isinstance(program, CheckerProgram)
+        built = self.prepare(program.program)
+        if not built.language.compiled:
+            return _BuiltChecker(built, self._files(built))
+        compiled, files = self.compile(built, cancel)
+        if not compiled.ok:
+            detail = (compiled.message + "\n" + compiled.stderr).strip()
+            return f"the checker program did not compile: {detail[:2000]}"
+        return _BuiltChecker(built, files)
+
+    def _run_checker(
+        self,
+        checker: _BuiltChecker,
+        test: TestCase,
+        output: bytes,
+        cancel: threading.Event | None,
+    ) -> ProgramVerdict:
+        built = checker.prepared
+        language, toolchain, limits = built.language, built.toolchain, built.submission.limits
+        data = (test.stdin, output, test.expected or b"")
+        outcome = self.sandbox.run(
+            RunRequest(
+                argv=language.render(language.run, toolchain, limits, built.main)
+                + list(CHECKER_FILES),
+                files=checker.files + tuple(map(File, CHECKER_FILES, data)),
+                env=language.run_env(),
+                limits=limits,
+                toolchain=toolchain.directories(),
+                language=language.name,
+                cancel=cancel,
+            )
+        )
+        _stop_if_cancelled(cancel, outcome)
+        verdict, _, failure = classify(outcome, limits, None, None)
+        # A checker says what it thinks with its exit code: only a limit, a signal or
+        # a sandbox failure is its own failure.
+        ended = verdict is Verdict.ACCEPTED or (
+            verdict is Verdict.RUNTIME_ERROR and outcome.exit_code is not None
+        )
+        return testlib_verdict(outcome, None if ended else failure, test.worth)
 
     def judge(
         self,
@@ -390,13 +470,15 @@ class Runner:
         queue_time: float = 0.0,
         cancel: threading.Event | None = None,
     ) -> Result:
-        """Compile once, run every test, and assemble the :class:`Result`.
+        """Compile once, run the tests (skipping what groups and ``stop_on_failure``
+        say to skip), and assemble the :class:`Result`.
 
         When ``cancel`` is set, the run in progress is killed and no other starts:
         :class:`~codeexec.JobCancelled` is raised."""
         started = time.monotonic()
         sub, language = prepared.submission, prepared.language
         compile_result: CompileResult | None = None
+        scorer = Scorer(sub)
         _stop_if_cancelled(cancel)
         if language.compiled:
             compile_result, files = self.compile(prepared, cancel)
@@ -406,17 +488,51 @@ class Runner:
                     if compile_result.message == "sandbox failure"
                     else Verdict.COMPILATION_ERROR
                 )
-                return self._result(prepared, verdict, (), compile_result, started, queue_time)
+                return self._result(
+                    prepared, verdict, (), compile_result, started, queue_time, scorer
+                )
         else:
             files = self._files(prepared)
-        tests = []
-        for test in sub.effective_tests:
-            _stop_if_cancelled(cancel)
-            tests.append(self.run_test(prepared, files, test, cancel))
-        verdict = next(
-            (t.verdict for t in tests if t.verdict is not Verdict.ACCEPTED), Verdict.ACCEPTED
+        checker: _BuiltChecker | None = None
+        if isinstance(sub.checker, CheckerProgram):
+            built = self._build_checker(prepared, cancel)
+            if isinstance(built, str):  # the problem's fault: every test says so
+                failed = tuple(
+                    TestResult(
+                        name=t.name, verdict=Verdict.INTERNAL_ERROR, message=built, group=u.name
+                    )
+                    for u in scorer.units
+                    for t in u.tests
+                )
+                return self._result(
+                    prepared,
+                    Verdict.INTERNAL_ERROR,
+                    failed,
+                    compile_result,
+                    started,
+                    queue_time,
+                    scorer,
+                )
+            checker = built
+        tests: list[TestResult] = []
+        for unit in scorer.units:
+            blocked = skip = scorer.blocked(unit)
+            results: list[TestResult] = []
+            for test in unit.tests:
+                if skip:
+                    results.append(skipped(test, unit.name, skip))
+                    continue
+                _stop_if_cancelled(cancel)
+                result, share = self.run_test(
+                    prepared, files, test, cancel, checker=checker, group=unit.name
+                )
+                results.append(result)
+                skip = scorer.after(unit, result, share)
+            scorer.finish(unit, results, blocked)
+            tests += results
+        return self._result(
+            prepared, overall(tests), tuple(tests), compile_result, started, queue_time, scorer
         )
-        return self._result(prepared, verdict, tuple(tests), compile_result, started, queue_time)
 
     def _result(
         self,
@@ -426,8 +542,10 @@ class Runner:
         compile_result: CompileResult | None,
         started: float,
         queue_time: float,
+        scorer: Scorer,
     ) -> Result:
         sub = prepared.submission
+        score, max_score = scorer.score(list(tests))
         return Result(
             verdict=verdict,
             tests=tests,
@@ -438,6 +556,9 @@ class Runner:
             total_time=time.monotonic() - started,
             reproducibility=self.reproducibility(prepared),
             metadata=dict(sub.metadata),
+            score=score,
+            max_score=max_score,
+            groups=scorer.groups,
         )
 
     def reproducibility(self, prepared: Prepared) -> Mapping[str, object]:

@@ -20,7 +20,7 @@ from .._model import Submission
 __all__ = ["FINGERPRINT_VERSION", "fingerprint", "fingerprint_document"]
 
 #: Bump when the document's shape or meaning changes: old keys must not match.
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3
 
 
 def _digest(data: bytes) -> str:
@@ -52,9 +52,16 @@ def fingerprint_document(
                 None if t.expected is None else _digest(t.expected),
                 list(t.args),
                 t.name,
+                t.points,
             ]
             for t in submission.effective_tests
         ],
+        # The tests above in order; which run and what they score.
+        "groups": [
+            [g.name, len(g.tests), g.points, list(g.depends_on), g.scoring]
+            for g in submission.groups
+        ],
+        "stop_on_failure": submission.stop_on_failure,
         "limits": submission.limits.to_dict(applied=True),
         # Compile limits change a compiled language's outcome only.
         "compile_limits": submission.compile_limits.to_dict(applied=True) if compiled else None,

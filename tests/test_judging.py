@@ -1,0 +1,420 @@
+"""Contest judging: test groups with points and dependencies, stop at the first failure,
+and checker programs (testlib conventions), all with real programs in the process
+sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import codeexec
+from codeexec import CheckerProgram, File, Limits, Submission, TestCase, TestGroup, Verdict
+from codeexec.cache.keys import fingerprint
+
+TESTLIB = File("testlib.h", (Path(__file__).parent / "data" / "testlib_mini.h").read_bytes())
+
+# Doubles its input below 10, echoes it from 10 on: right on small tests only.
+SMALL_ONLY = "n = int(input())\nprint(n * 2 if n < 10 else n)\n"
+
+
+def doubled(n: int, **kw: object) -> TestCase:
+    return TestCase(stdin=str(n), expected=str(2 * n), name=f"t{n}", **kw)
+
+
+def verdicts(result: codeexec.Result) -> list[str]:
+    return [t.verdict.short for t in result.tests]
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+def test_groups_score_skip_and_depend(executor: codeexec.Executor) -> None:
+    groups = [
+        TestGroup(name="samples", tests=[doubled(1)], points=0),
+        TestGroup(name="small", tests=[doubled(2), doubled(3)], points=30),
+        TestGroup(
+            name="big",
+            tests=[doubled(10), doubled(11), doubled(4)],
+            points=70,
+            depends_on=["small"],
+        ),
+        TestGroup(name="all", tests=[doubled(5)], points=5, depends_on=["small", "big"]),
+    ]
+    result = executor.run(Submission(language="python", code=SMALL_ONLY, groups=groups))
+    assert result.verdict is Verdict.WRONG_ANSWER
+    # big's first failure skips its remaining tests; "all" depends on big: skipped whole.
+    assert verdicts(result) == ["AC", "AC", "AC", "WA", "SK", "SK", "SK"]
+    assert [t.group for t in result.tests] == ["samples", "small", "small"] + ["big"] * 3 + ["all"]
+    by_name = {g.name: g for g in result.groups}
+    assert (by_name["small"].verdict, by_name["small"].score) == (Verdict.ACCEPTED, 30)
+    assert (by_name["big"].verdict, by_name["big"].score) == (Verdict.WRONG_ANSWER, 0)
+    assert by_name["big"].max_score == 70
+    assert by_name["all"].verdict is Verdict.SKIPPED
+    assert "'big'" in by_name["all"].message
+    assert (result.score, result.max_score) == (30, 105)
+    skipped = result.tests[4]
+    assert skipped.cpu_time == 0 and "t10" in skipped.message, skipped
+
+
+def test_a_sum_group_runs_every_test_and_scores_each(executor: codeexec.Executor) -> None:
+    group = TestGroup(
+        name="each",
+        scoring="sum",
+        tests=[doubled(1, points=2), doubled(12, points=3), doubled(4, points=5)],
+    )
+    result = executor.run(Submission(language="python", code=SMALL_ONLY, groups=[group]))
+    assert verdicts(result) == ["AC", "WA", "AC"]
+    assert [t.points for t in result.tests] == [2, 0, 5]
+    assert (result.score, result.max_score) == (7, 10)
+    assert result.groups[0].verdict is Verdict.WRONG_ANSWER
+
+
+def test_a_flat_list_runs_every_test_and_scores_them(executor: codeexec.Executor) -> None:
+    tests = [doubled(1), doubled(20), doubled(3, points=4)]
+    result = executor.run(Submission(language="python", code=SMALL_ONLY, tests=tests))
+    assert verdicts(result) == ["AC", "WA", "AC"]
+    assert result.groups == ()
+    assert (result.score, result.max_score) == (5, 6)
+
+
+def test_stop_on_failure_skips_everything_after_it(executor: codeexec.Executor) -> None:
+    tests = [doubled(1), doubled(20), doubled(3), doubled(4)]
+    sub = Submission(language="python", code=SMALL_ONLY, tests=tests, stop_on_failure=True)
+    result = executor.run(sub)
+    assert result.verdict is Verdict.WRONG_ANSWER
+    assert verdicts(result) == ["AC", "WA", "SK", "SK"]
+    assert "t20" in result.tests[2].message
+    groups = [
+        TestGroup(name="a", tests=[doubled(11)], points=1),
+        TestGroup(name="b", tests=[doubled(1)], points=1),
+    ]
+    result = executor.run(
+        Submission(language="python", code=SMALL_ONLY, groups=groups, stop_on_failure=True)
+    )
+    assert verdicts(result) == ["WA", "SK"]
+    assert [g.verdict for g in result.groups] == [Verdict.WRONG_ANSWER, Verdict.SKIPPED]
+
+
+@pytest.mark.parametrize(
+    ("groups", "error"),
+    [
+        (
+            [TestGroup(name="a", tests=[TestCase()]), TestGroup(name="a", tests=[TestCase()])],
+            "two groups",
+        ),
+        ([TestGroup(name="a", tests=[TestCase()], depends_on=["b"])], "not a group listed before"),
+        (
+            [
+                TestGroup(name="a", tests=[TestCase()], depends_on=["b"]),
+                TestGroup(name="b", tests=[TestCase()]),
+            ],
+            "not a group listed before",
+        ),
+    ],
+)
+def test_bad_groups_are_refused_before_anything_runs(groups: list, error: str) -> None:
+    with pytest.raises(codeexec.SubmissionError, match=error):
+        Submission(language="python", code="print(1)", groups=groups)
+
+
+def test_bad_group_fields_are_refused() -> None:
+    with pytest.raises(codeexec.SubmissionError, match="no tests"):
+        TestGroup(name="a", tests=[])
+    with pytest.raises(codeexec.SubmissionError, match="scoring must be"):
+        TestGroup(name="a", tests=[TestCase()], scoring="max")
+    with pytest.raises(codeexec.SubmissionError, match="give them points"):
+        TestGroup(name="a", tests=[TestCase()], scoring="sum", points=10)
+    with pytest.raises(codeexec.SubmissionError, match="points"):
+        TestCase(points=-1)
+    with pytest.raises(codeexec.SubmissionError, match="not both"):
+        Submission(
+            language="python",
+            code="print(1)",
+            tests=[TestCase()],
+            groups=[TestGroup(name="a", tests=[TestCase()])],
+        )
+    with pytest.raises(codeexec.SubmissionError, match="stop_on_failure"):
+        Submission(language="python", code="print(1)", stop_on_failure="yes")
+    with pytest.raises(codeexec.SubmissionError, match="unknown field 'point'"):
+        TestGroup(name="a", tests=[TestCase()], point=3)
+
+
+# ---------------------------------------------------------------------------- checker programs
+
+# The sum of the input's numbers; half the test's points for an answer off by one.
+SUM_CHECKER = r"""
+#include "testlib.h"
+int main(int argc, char* argv[]) {
+    registerTestlibCmd(argc, argv);
+    long long n = inf.readLong(), sum = 0;
+    for (long long i = 0; i < n; i++) sum += inf.readLong();
+    long long expected = ans.readLong();
+    if (expected != sum) quitf(_fail, "the answer file says %lld, the sum is %lld", expected, sum);
+    long long got = ouf.readLong();
+    if (!ouf.seekEof()) quitf(_pe, "extra output after the answer");
+    if (got == sum) quitf(_ok, "sum %lld", sum);
+    if (got == sum + 1 || got == sum - 1) quitp(0.5, "off by one");
+    quitf(_wa, "expected %lld, found %lld", sum, got);
+}
+"""
+
+
+def sum_checker(**kw: object) -> CheckerProgram:
+    return CheckerProgram(language="cpp", code=SUM_CHECKER, files=[TESTLIB], **kw)
+
+
+def sum_test(numbers: list[int], answer: int | None = None, **kw: object) -> TestCase:
+    stdin = f"{len(numbers)} {' '.join(map(str, numbers))}"
+    return TestCase(stdin=stdin, expected=str(sum(numbers) if answer is None else answer), **kw)
+
+
+@pytest.mark.parametrize(
+    ("program", "verdict", "points", "message"),
+    [
+        ("print(sum(list(map(int, input().split()))[1:]))", "AC", 1.0, "ok sum 6"),
+        ("print(sum(list(map(int, input().split()))[1:]) + 1)", "PA", 0.5, "off by one"),
+        ("print(2)", "WA", 0.0, "expected 6, found 2"),
+        ("print('six')", "PE", 0.0, "expected an integer"),
+        ("print(6, 7)", "PE", 0.0, "extra output"),
+        ("pass", "WA", 0.0, "unexpected end of file"),
+    ],
+)
+def test_a_testlib_checker_judges(
+    executor: codeexec.Executor, program: str, verdict: str, points: float, message: str
+) -> None:
+    sub = Submission(
+        language="python", code=program, tests=[sum_test([1, 2, 3])], checker=sum_checker()
+    )
+    result = executor.run(sub)
+    test = result.tests[0]
+    assert test.verdict.short == verdict, test
+    assert test.points == points
+    assert message in test.message, test
+    assert result.verdict.short == verdict
+    assert (result.score, result.max_score) == (points, 1)
+
+
+def test_partial_points_are_in_the_tests_own_points(executor: codeexec.Executor) -> None:
+    group = TestGroup(
+        name="g",
+        scoring="sum",
+        tests=[sum_test([1, 2], points=1), sum_test([5], points=4)],
+    )
+    off_by_one = "print(sum(list(map(int, input().split()))[1:]) + 1)"
+    result = executor.run(
+        Submission(language="python", code=off_by_one, groups=[group], checker=sum_checker())
+    )
+    # "points 0.5": half of the first test, an eighth of the second.
+    assert [t.points for t in result.tests] == [0.5, 0.5]
+    assert verdicts(result) == ["PA", "PA"]
+    assert result.score == 1.0 and result.max_score == 5
+    minimum = TestGroup(name="m", points=10, tests=[sum_test([1, 2]), sum_test([5])])
+    result = executor.run(
+        Submission(language="python", code=off_by_one, groups=[minimum], checker=sum_checker())
+    )
+    assert verdicts(result) == ["PA", "PA"]  # partial points do not skip the rest
+    assert result.score == 5.0
+
+
+def test_a_checker_that_fails_is_the_problems_fault(executor: codeexec.Executor) -> None:
+    right = "print(sum(list(map(int, input().split()))[1:]))"
+    # An answer file that disagrees with the input: the checker says _fail (exit 3).
+    result = executor.run(
+        Submission(
+            language="python", code=right, tests=[sum_test([1, 2], answer=4)], checker=sum_checker()
+        )
+    )
+    assert result.tests[0].verdict is Verdict.INTERNAL_ERROR
+    assert "the answer file says 4" in result.tests[0].message
+    assert result.score == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "limits", "message"),
+    [
+        ("import os\nos.abort()", None, "SIGABRT"),
+        ("while True:\n    pass", {"cpu_time": 0.3}, "CPU"),
+        ("x = bytearray(400 << 20)\nprint(len(x))", {"memory": "64M"}, "memory"),
+        ("import sys\nsys.exit(42)", None, "code 42"),
+        ("import sys\nsys.exit(7)", None, "without a 'points X' line"),
+        (
+            "import sys\nprint('points 3', file=sys.stderr)\nsys.exit(7)",
+            None,
+            "3 points for a test worth 1",
+        ),
+    ],
+)
+def test_a_checker_that_crashes_or_exceeds_its_limits_is_internal_error(
+    executor: codeexec.Executor, code: str, limits: dict | None, message: str
+) -> None:
+    checker = CheckerProgram(language="python", code=code, limits=limits)
+    result = executor.run(
+        Submission(
+            language="python", code="print(1)", tests=[TestCase(expected="1")], checker=checker
+        )
+    )
+    test = result.tests[0]
+    assert test.verdict is Verdict.INTERNAL_ERROR, test
+    assert message in test.message, test
+
+
+def test_a_checker_program_reads_the_three_files_in_testlib_order(
+    executor: codeexec.Executor,
+) -> None:
+    checker = CheckerProgram(
+        language="python",
+        code=(
+            "import sys\n"
+            "i, o, a = (open(p, 'rb').read() for p in sys.argv[1:4])\n"
+            "print(sys.argv[1:], i, o, a, file=sys.stderr)\n"
+            "sys.exit(0 if o.split() == a.split()[::-1] else 1)\n"
+        ),
+    )
+    sub = Submission(
+        language="python",
+        code="print(input()[::-1])",
+        tests=[TestCase(stdin="a b", expected="a b"), TestCase(stdin="x y", expected=None)],
+        checker=checker,
+    )
+    result = executor.run(sub)
+    assert result.tests[0].verdict is Verdict.ACCEPTED, result.tests[0]
+    assert result.tests[0].message == (
+        "['input.txt', 'output.txt', 'answer.txt'] b'a b' b'b a\\n' b'a b'"
+    )
+    # No expected answer: an empty answer file, and the checker still judges.
+    assert result.tests[1].verdict is Verdict.WRONG_ANSWER
+    assert result.tests[1].message.endswith("b'y x\\n' b''")
+
+
+def test_a_checker_that_does_not_compile_fails_every_test(executor: codeexec.Executor) -> None:
+    checker = CheckerProgram(language="cpp", code="int main( { return 0; }")
+    result = executor.run(
+        Submission(
+            language="python", code="print(1)", tests=[TestCase(), TestCase()], checker=checker
+        )
+    )
+    assert result.verdict is Verdict.INTERNAL_ERROR
+    assert verdicts(result) == ["IE", "IE"]
+    assert "the checker program did not compile" in result.tests[0].message
+    assert "error" in result.tests[0].message
+
+
+class _CountingSandbox:
+    """A real sandbox that counts the compiles it is asked to run."""
+
+    def __init__(self, inner: codeexec.backends.Sandbox) -> None:
+        self.inner = inner
+        self.compiles = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def run(self, request):  # type: ignore[no-untyped-def]
+        if request.collect:
+            self.compiles += 1
+        return self.inner.run(request)
+
+
+def test_a_checker_program_is_compiled_once(process_sandbox: object) -> None:
+    counting = _CountingSandbox(process_sandbox)  # type: ignore[arg-type]
+    with codeexec.Executor(counting) as executor:
+        for answer in ("print(3)", "print(4)", "print(5)"):
+            sub = Submission(
+                language="python", code=answer, tests=[sum_test([1, 2])], checker=sum_checker()
+            )
+            executor.run(sub)
+    # Each python program's syntax check, and the checker once.
+    assert counting.compiles == 3 + 1
+
+
+def test_checker_programs_travel_as_data_and_key_the_cache() -> None:
+    sub = Submission(
+        language="python",
+        code="print(1)",
+        groups=[TestGroup(name="g", tests=[sum_test([1], points=2)], points=3)],
+        checker=sum_checker(limits={"cpu_time": 1}),
+        stop_on_failure=True,
+    )
+    again = Submission.from_dict(sub.to_dict())
+    assert again == sub
+    assert again.checker.program.files == (TESTLIB,)
+    python = next(lang for lang in codeexec.default_languages() if lang.name == "python")
+
+    def key(s: Submission) -> str:
+        return fingerprint(
+            s,
+            language=python,
+            toolchain_version="3",
+            sandbox="process",
+            checker_identity=s.checker.identity,
+        )
+
+    variants = [
+        sub,
+        Submission(**{**_fields(sub), "checker": sum_checker(limits={"cpu_time": 2})}),
+        Submission(
+            **{**_fields(sub), "checker": CheckerProgram(language="cpp", code=SUM_CHECKER + "\n")}
+        ),
+        Submission(**{**_fields(sub), "stop_on_failure": False}),
+        Submission(
+            **{
+                **_fields(sub),
+                "groups": [TestGroup(name="g", tests=[sum_test([1], points=2)], points=4)],
+            }
+        ),
+        Submission(
+            **{
+                **_fields(sub),
+                "groups": [TestGroup(name="g", tests=[sum_test([1], points=1)], points=3)],
+            }
+        ),
+    ]
+    assert len({key(s) for s in variants}) == len(variants)
+
+
+def _fields(sub: Submission) -> dict:
+    return {
+        "language": sub.language,
+        "code": sub.code,
+        "groups": sub.groups,
+        "checker": sub.checker,
+        "stop_on_failure": sub.stop_on_failure,
+    }
+
+
+def test_results_with_groups_round_trip_and_come_from_the_cache(
+    process_sandbox: object,
+) -> None:
+    groups = [
+        TestGroup(name="a", tests=[doubled(1), doubled(12)], points=40),
+        TestGroup(name="b", tests=[doubled(2)], points=60),
+    ]
+    sub = Submission(language="python", code=SMALL_ONLY, groups=groups, checker=sum_checker())
+    plain = Submission(language="python", code=SMALL_ONLY, groups=groups)
+    with codeexec.Executor(process_sandbox, cache="memory://") as executor:
+        first = executor.run(plain)
+        second = executor.run(plain)
+        assert not first.cached and second.cached
+        assert second.groups == first.groups and second.tests == first.tests
+        assert (second.score, second.max_score) == (60, 100)
+        assert codeexec.Result.from_dict(first.to_dict()) == first
+        assert executor.prepare(sub).fingerprint != executor.prepare(plain).fingerprint
+
+
+def test_limits_of_a_checker_are_its_own(executor: codeexec.Executor) -> None:
+    # The program may have 64 MiB; the checker uses more than that and is fine.
+    checker = CheckerProgram(
+        language="python",
+        code="x = bytearray(150 << 20)\nprint('ok', len(x))",
+        limits=Limits(memory="512M"),
+    )
+    sub = Submission(
+        language="python",
+        code="print(1)",
+        tests=[TestCase(expected="1")],
+        limits={"memory": "64M"},
+        checker=checker,
+    )
+    result = executor.run(sub)
+    assert result.verdict is Verdict.ACCEPTED, result.tests[0]
