@@ -107,6 +107,9 @@ def test_a_queued_job_is_dropped_and_a_running_one_stopped_by_cancel(one_worker,
 
 
 def test_jobs_as_completed_and_awaited(one_worker):
+    # The worker is busy first, so the fast jobs' priority puts them before the slow.
+    blocker = one_worker.submit(sleeper(0.3))
+    wait_running(blocker)
     slow = one_worker.submit(sleeper(0.6))
     fast = [one_worker.submit(echo(i), priority=1) for i in range(3)]
     order = list(codeexec.as_completed([slow, *fast], timeout=30))

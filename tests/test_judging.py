@@ -418,3 +418,153 @@ def test_limits_of_a_checker_are_its_own(executor: codeexec.Executor) -> None:
     )
     result = executor.run(sub)
     assert result.verdict is Verdict.ACCEPTED, result.tests[0]
+
+
+# ---------------------------------------------------------------------------- interactive
+
+# Guess the number of the test's input in at most 30 questions ("? g" answered with
+# "<", ">" or "="; "! g" to answer). The guess goes to the output file for a checker.
+GUESSING_INTERACTOR = r"""
+#include "testlib.h"
+#include <cstdio>
+#include <string>
+int main(int argc, char* argv[]) {
+    registerInteraction(argc, argv);
+    long long n = inf.readLong();
+    for (int q = 1; q <= 30; q++) {
+        std::string op = ouf.readToken();
+        if (op != "?" && op != "!") quitf(_pe, "expected ? or !, found %s", op.c_str());
+        long long g = ouf.readLong();
+        if (op == "!") {
+            std::fprintf(tout, "%lld\n", g);
+            std::fclose(tout);
+            if (g == n) quitf(_ok, "found %lld in %d questions", n, q);
+            quitf(_wa, "answered %lld, the number was %lld", g, n);
+        }
+        std::printf("%s\n", n < g ? "<" : n > g ? ">" : "=");
+        std::fflush(stdout);
+    }
+    quitf(_wa, "more than 30 questions");
+}
+"""
+
+BINARY_SEARCH = """
+lo, hi = 1, 10**6
+while True:
+    mid = (lo + hi) // 2
+    print("?", mid, flush=True)
+    reply = input()
+    if reply == "=":
+        print("!", mid, flush=True)
+        break
+    lo, hi = (lo, mid - 1) if reply == "<" else (mid + 1, hi)
+"""
+
+
+def guessing(code: str, numbers: tuple[int, ...] = (777,), **kw: object) -> Submission:
+    return Submission(
+        language="python",
+        code=code,
+        tests=[TestCase(stdin=str(n), name=f"n{n}") for n in numbers],
+        interactor=codeexec.Interactor(language="cpp", code=GUESSING_INTERACTOR, files=[TESTLIB]),
+        limits={"cpu_time": 1, "wall_time": 2},
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("program", "verdict", "message"),
+    [
+        (BINARY_SEARCH, "AC", "ok found 777 in"),
+        ('print("! 5", flush=True)', "WA", "answered 5, the number was 777"),
+        ('print("hello 5", flush=True)\ninput()', "PE", "expected ? or !, found hello"),
+        ("pass", "WA", "unexpected end of file"),
+        # Asks forever without reading a reply: the interactor stops it.
+        ('while True:\n    print("? 1", flush=True)', "WA", "more than 30 questions"),
+        # Waits for the interactor, which waits for it: idleness, the wall time.
+        ("import time\ntime.sleep(60)", "TLE", "wall time"),
+        ("input()", "TLE", "wall time"),
+        ('print("? 500", flush=True)\nwhile True:\n    pass', "TLE", "CPU"),
+        # The conversation went well; then it failed on its own.
+        (BINARY_SEARCH + "raise SystemExit(3)", "RE", "exit code 3"),
+        # A program that leaves early gets what the interactor made of it.
+        ('print("? 500", flush=True)\nraise SystemExit(3)', "WA", "unexpected end of file"),
+    ],
+)
+def test_an_interactor_judges_the_conversation(
+    executor: codeexec.Executor, program: str, verdict: str, message: str
+) -> None:
+    result = executor.run(guessing(program))
+    test = result.tests[0]
+    assert test.verdict.short == verdict, test
+    assert message in test.message, test
+    assert test.wall_time < 4, test
+    if verdict in ("AC", "WA", "PE"):
+        assert test.judge_log.startswith(("ok", "wrong", "FAIL")), test  # its whole stderr
+
+
+def test_interactive_tests_in_groups_and_every_test_its_own_number(
+    executor: codeexec.Executor,
+) -> None:
+    result = executor.run(guessing(BINARY_SEARCH, numbers=(1, 10**6, 4242)))
+    assert verdicts(result) == ["AC", "AC", "AC"]
+    assert [t.message.split()[2] for t in result.tests] == ["1", "1000000", "4242"]
+
+
+@pytest.mark.parametrize(
+    ("interactor", "message"),
+    [
+        ("while True:\n    pass", "the interactor failed: used"),
+        ("import os\nos.abort()", "SIGABRT"),
+        ("import sys\nsys.exit(3)", "the interactor failed"),
+    ],
+)
+def test_an_interactor_that_fails_is_the_problems_fault(
+    executor: codeexec.Executor, interactor: str, message: str
+) -> None:
+    sub = Submission(
+        language="python",
+        code="print('? 1', flush=True)\nprint(input())",
+        interactor=codeexec.Interactor(
+            language="python", code=interactor, limits={"cpu_time": 0.5}
+        ),
+        limits={"cpu_time": 1, "wall_time": 3},
+    )
+    result = executor.run(sub)
+    test = result.tests[0]
+    assert test.verdict is Verdict.INTERNAL_ERROR, test
+    assert message in test.message, test
+
+
+def test_a_checker_program_reads_what_the_interactor_wrote(executor: codeexec.Executor) -> None:
+    # The interactor accepts any answer; the checker wants an even one.
+    checker = CheckerProgram(
+        language="python",
+        code=(
+            "import sys\n"
+            "guess = int(open(sys.argv[2]).read())\n"
+            "print('guessed', guess, file=sys.stderr)\n"
+            "sys.exit(0 if guess % 2 == 0 else 1)\n"
+        ),
+    )
+    result = executor.run(guessing(BINARY_SEARCH, numbers=(10, 11), checker=checker))
+    assert verdicts(result) == ["AC", "WA"]
+    assert result.tests[1].message == "guessed 11"
+
+
+def test_interactive_needs_a_sandbox_that_can_pair_runs() -> None:
+    single = codeexec.get_sandbox("process", slots=1)
+    with (
+        codeexec.Executor(single) as executor,
+        pytest.raises(codeexec.ConfigurationError, match="at least 2 slots"),
+    ):
+        executor.run(guessing(BINARY_SEARCH))
+    with pytest.raises(codeexec.SubmissionError, match="the interactor judges"):
+        guessing(BINARY_SEARCH, checker="tokens")
+
+
+def test_interactive_submissions_travel_as_data() -> None:
+    sub = guessing(BINARY_SEARCH, numbers=(3, 4))
+    again = Submission.from_dict(sub.to_dict())
+    assert again == sub
+    assert again.interactor.files == (TESTLIB,)

@@ -64,7 +64,7 @@ from ._model import (
     TestResult,
     Verdict,
 )
-from ._programs import CheckerProgram
+from ._programs import CheckerProgram, Interactor
 from .backends import available_sandboxes, get_sandbox
 
 __version__ = "0.1.0"
@@ -75,6 +75,7 @@ __all__ = [
     "CallableChecker",
     "Check",
     "CheckerProgram",
+    "Interactor",
     "Checker",
     "CodeExecError",
     "ConfigurationError",

@@ -650,6 +650,14 @@ def _groups(value: object) -> tuple[TestGroup, ...]:
     return tuple(out)
 
 
+def _interactor(value: object) -> Any:
+    from ._programs import Interactor
+
+    if value is None or isinstance(value, Interactor):
+        return value
+    raise SubmissionError(f"interactor must be an Interactor, got {type(value).__name__}")
+
+
 def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise SubmissionError(f"{what} must be True or False, got {value!r}")
@@ -744,12 +752,23 @@ class Submission(_StrictKeywords):
     stop_on_failure: bool = attrs.field(
         default=False, converter=lambda v: _bool(v, "stop_on_failure")
     )
+    #: The other side of an interactive problem (see :class:`~codeexec.Interactor`).
+    interactor: Any = attrs.field(default=None, converter=_interactor)
 
     def __attrs_post_init__(self) -> None:
         if self.code is None and not self.files:
             raise SubmissionError("a submission needs code or files")
         if self.groups and self.tests:
             raise SubmissionError("give tests or groups, not both")
+        if self.interactor is not None:
+            from ._checkers import DefaultChecker
+            from ._programs import CheckerProgram
+
+            if not isinstance(self.checker, DefaultChecker | CheckerProgram):
+                raise SubmissionError(
+                    "with an interactor, the interactor judges: a checker may only be a"
+                    " CheckerProgram (it reads the file the interactor wrote)"
+                )
         if self.code is not None and not self.code.strip():
             raise SubmissionError("code is empty")
         paths = [f.path for f in self.files]
@@ -785,6 +804,7 @@ class Submission(_StrictKeywords):
             "metadata": dict(self.metadata),
             "groups": [g.to_dict() for g in self.groups],
             "stop_on_failure": self.stop_on_failure,
+            "interactor": None if self.interactor is None else self.interactor.to_dict(),
         }
 
     @classmethod
@@ -796,7 +816,7 @@ class Submission(_StrictKeywords):
         checker is a :class:`~codeexec.RecordedChecker` that keeps the identity (how
         the store gives back what it kept)."""
         from ._checkers import RecordedChecker
-        from ._programs import checker_from_json
+        from ._programs import Interactor, checker_from_json
 
         fields = read_fields(
             data,
@@ -813,6 +833,7 @@ class Submission(_StrictKeywords):
                 "metadata",
                 "groups",
                 "stop_on_failure",
+                "interactor",
             ),
         )
         version = fields.get("format", 1)
@@ -829,6 +850,7 @@ class Submission(_StrictKeywords):
             checker = RecordedChecker(identity)
         limits = fields.get("limits")
         compile_limits = fields.get("compile_limits")
+        interactor = fields.get("interactor")
         return cls(
             language=fields["language"],
             code=None if code is None else bytes_from_json(code, "code", legacy=legacy),
@@ -840,6 +862,7 @@ class Submission(_StrictKeywords):
             metadata=fields.get("metadata"),
             groups=[TestGroup.from_dict(g, legacy=legacy) for g in fields.get("groups", ())],
             stop_on_failure=fields.get("stop_on_failure", False),
+            interactor=None if interactor is None else Interactor.from_dict(interactor),
         )
 
 
@@ -895,6 +918,8 @@ class TestResult(Measured):
     points: float = attrs.field(default=0.0, validator=_is_number)
     #: The name of the test's group, if it has one.
     group: str | None = attrs.field(default=None, validator=_is_optional_str)
+    #: What the checker program or the interactor wrote on its stderr (its log).
+    judge_log: str = attrs.field(default="", converter=_decode)
 
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self)

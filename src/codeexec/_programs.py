@@ -53,6 +53,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKER_FILES",
     "CheckerProgram",
+    "Interactor",
+    "Program",
     "ProgramVerdict",
     "checker_from_json",
     "checker_to_json",
@@ -82,13 +84,10 @@ def _compile_limits(value: object) -> Limits:
 
 
 @attrs.frozen(kw_only=True)
-class CheckerProgram(_StrictKeywords):
-    """A checker written as a program (see the module doc for its conventions).
-
-    ``language``, ``code`` and ``files`` as in a :class:`~codeexec.Submission` (a
-    testlib checker brings ``File("testlib.h", ...)``); ``limits`` are the checker's
-    own per test (5 s of CPU and 512 MiB unless given).
-    """
+class Program(_StrictKeywords):
+    """A program a problem brings: ``language``, ``code`` and ``files`` as in a
+    :class:`~codeexec.Submission` (a testlib program brings ``File("testlib.h", ...)``);
+    ``limits`` are its own per run (5 s of CPU and 512 MiB unless given)."""
 
     language: str = attrs.field(converter=_language)
     code: bytes | None = attrs.field(default=None, converter=_code)
@@ -97,7 +96,7 @@ class CheckerProgram(_StrictKeywords):
     compile_limits: Limits = attrs.field(default=None, converter=_compile_limits)
     #: The program as a submission of its own (validated like one): how it is built.
     program: Submission = attrs.field(init=False, eq=False, repr=False)
-    name = "program"
+    kind = "program"
     cacheable = True
 
     def __attrs_post_init__(self) -> None:
@@ -111,17 +110,15 @@ class CheckerProgram(_StrictKeywords):
         object.__setattr__(self, "program", program)
         for path in CHECKER_FILES:
             if any(f.path == path for f in program.files):
-                raise SubmissionError(f"a checker program's files may not include {path!r}")
+                raise SubmissionError(f"a {self.kind}'s files may not include {path!r}")
 
     @property
     def identity(self) -> str:
         """A digest of the program, its files and limits (the toolchain's version is
         added where it is known, when a submission is prepared)."""
         document = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return "program:" + hashlib.sha256(document.encode()).hexdigest()[:32]
-
-    def check(self, output: bytes, expected: bytes, test: TestCase) -> Check:
-        raise SubmissionError("a checker program runs in the sandbox; the executor runs it")
+        tag = self.kind.replace(" ", "-")
+        return f"{tag}:" + hashlib.sha256(document.encode()).hexdigest()[:32]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; read back by :meth:`from_dict`."""
@@ -135,15 +132,15 @@ class CheckerProgram(_StrictKeywords):
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> CheckerProgram:
-        """The checker program ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
+    def from_dict(cls, data: Mapping[str, Any]) -> Any:
+        """The program ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
         fields = read_fields(
-            data, "checker program", ("language",), ("code", "files", "limits", "compile_limits")
+            data, cls.kind, ("language",), ("code", "files", "limits", "compile_limits")
         )
         try:
             program = Submission.from_dict({"format": 2, **fields})
         except SubmissionError as exc:
-            raise FormatError(f"checker program: {exc}") from None
+            raise FormatError(f"{cls.kind}: {exc}") from None
         return cls(
             language=program.language,
             code=program.code,
@@ -151,6 +148,32 @@ class CheckerProgram(_StrictKeywords):
             limits=program.limits,
             compile_limits=program.compile_limits,
         )
+
+
+@attrs.frozen(kw_only=True)
+class CheckerProgram(Program):
+    """A checker written as a program: run once per test as ``checker input.txt
+    output.txt answer.txt``, it answers with testlib's exit codes (see the module)."""
+
+    kind = "checker program"
+    name = "program"
+
+    def check(self, output: bytes, expected: bytes, test: TestCase) -> Check:
+        raise SubmissionError("a checker program runs in the sandbox; the executor runs it")
+
+
+@attrs.frozen(kw_only=True)
+class Interactor(Program):
+    """The other side of an interactive problem: run at the same time as the
+    submission, its stdout is the program's stdin and the program's stdout its stdin.
+
+    It is started as ``interactor input.txt output.txt answer.txt`` (testlib's order:
+    the test's input, a file it may write for a checker program, the expected answer)
+    and answers with testlib's exit codes. Its wall time is at least the program's
+    plus a second, so a program that stops talking runs out of time first.
+    """
+
+    kind = "interactor"
 
 
 def checker_to_json(checker: Checker) -> str | dict[str, Any]:
@@ -184,16 +207,19 @@ def _message(stderr: bytes) -> str:
     return stderr[:MESSAGE_BYTES].decode("utf-8", "replace").strip()
 
 
-def testlib_verdict(outcome: RunOutcome, failure: str | None, worth: float) -> ProgramVerdict:
-    """Read a checker program's end (testlib conventions). ``failure``: why the run
-    did not end cleanly (a limit, a signal), already worded, or None."""
+def testlib_verdict(
+    outcome: RunOutcome, failure: str | None, worth: float, what: str = "checker"
+) -> ProgramVerdict:
+    """Read a checker program's or an interactor's end (``what`` it is), testlib's
+    conventions. ``failure``: why the run did not end cleanly (a limit, a signal),
+    already worded, or None."""
     message = _message(outcome.stderr)
     if outcome.error is not None:
         return ProgramVerdict(
-            Verdict.INTERNAL_ERROR, 0.0, f"the checker could not run: {outcome.error}"
+            Verdict.INTERNAL_ERROR, 0.0, f"the {what} could not run: {outcome.error}"
         )
     if failure is not None:
-        return ProgramVerdict(Verdict.INTERNAL_ERROR, 0.0, f"the checker failed: {failure}")
+        return ProgramVerdict(Verdict.INTERNAL_ERROR, 0.0, f"the {what} failed: {failure}")
     code = outcome.exit_code
     if code == 0:
         return ProgramVerdict(Verdict.ACCEPTED, 1.0, message)
@@ -203,29 +229,29 @@ def testlib_verdict(outcome: RunOutcome, failure: str | None, worth: float) -> P
         return ProgramVerdict(Verdict.PRESENTATION_ERROR, 0.0, message or "presentation error")
     if code == 3:
         return ProgramVerdict(
-            Verdict.INTERNAL_ERROR, 0.0, f"the checker failed: {message or 'exit code 3'}"
+            Verdict.INTERNAL_ERROR, 0.0, f"the {what} failed: {message or 'exit code 3'}"
         )
     if code == 7:
-        return _points(outcome.stderr, message, worth)
+        return _points(outcome.stderr, message, worth, what)
     return ProgramVerdict(
-        Verdict.INTERNAL_ERROR, 0.0, f"the checker exited with code {code}: {message}"
+        Verdict.INTERNAL_ERROR, 0.0, f"the {what} exited with code {code}: {message}"
     )
 
 
-def _points(stderr: bytes, message: str, worth: float) -> ProgramVerdict:
+def _points(stderr: bytes, message: str, worth: float, what: str) -> ProgramVerdict:
     match = _POINTS.search(stderr[: 64 * 1024])
     if match is None:
         return ProgramVerdict(
             Verdict.INTERNAL_ERROR,
             0.0,
-            f"the checker gave partial points without a 'points X' line: {message}",
+            f"the {what} gave partial points without a 'points X' line: {message}",
         )
     points = float(match.group(1))
     if not 0 <= points <= worth:
         return ProgramVerdict(
             Verdict.INTERNAL_ERROR,
             0.0,
-            f"the checker gave {points:g} points for a test worth {worth:g}: {message}",
+            f"the {what} gave {points:g} points for a test worth {worth:g}: {message}",
         )
     share = points / worth if worth else 1.0
     if share >= 1.0:

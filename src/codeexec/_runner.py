@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import signal as _signal
 import threading
 import time
@@ -20,12 +21,12 @@ import attrs
 from cachetools import LRUCache
 
 from ._checkers import CallableChecker, Checker, describe
-from ._errors import JobCancelled, SubmissionError
+from ._errors import ConfigurationError, JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
-from ._programs import CHECKER_FILES, CheckerProgram, ProgramVerdict, testlib_verdict
+from ._programs import CHECKER_FILES, CheckerProgram, Program, ProgramVerdict, testlib_verdict
 from ._scoring import Scorer, overall, skipped
-from .backends._protocol import RunOutcome, RunRequest, Sandbox
+from .backends._protocol import RunOutcome, RunRequest, Sandbox, Stdio
 from .cache.keys import fingerprint
 from .cache.layered import LayeredCache
 
@@ -232,11 +233,54 @@ class Prepared:
 
 
 @attrs.frozen
-class _BuiltChecker:
-    """A checker program ready to run: prepared, and the files its runs get."""
+class _Built:
+    """A problem's program ready to run: prepared, and the files its runs get."""
 
     prepared: Prepared
     files: tuple[File, ...]
+
+
+@attrs.frozen
+class _Helpers:
+    """The problem's programs that judge with the submission, built."""
+
+    checker: _Built | None = None
+    interactor: _Built | None = None
+
+
+@attrs.frozen
+class _Said:
+    """A test's verdict, the share of its points it earned, why, and the log of the
+    program that judged it."""
+
+    verdict: Verdict
+    share: float
+    message: str
+    log: str = ""
+
+
+#: The program's own limits: its verdict stands whatever the interactor said.
+_PROGRAM_LIMITS = (
+    Verdict.TIME_LIMIT_EXCEEDED,
+    Verdict.MEMORY_LIMIT_EXCEEDED,
+    Verdict.OUTPUT_LIMIT_EXCEEDED,
+    Verdict.INTERNAL_ERROR,
+)
+
+
+def _log(outcome: RunOutcome) -> str:
+    return outcome.stderr.decode("utf-8", "replace")
+
+
+def _program_said(outcome: RunOutcome, limits: Limits, test: TestCase, what: str) -> ProgramVerdict:
+    """What a checker program or an interactor said with its end (testlib's codes)."""
+    verdict, _, failure = classify(outcome, limits, None, None)
+    # It says what it thinks with its exit code: only a limit, a signal or a sandbox
+    # failure is its own failure.
+    ended = verdict is Verdict.ACCEPTED or (
+        verdict is Verdict.RUNTIME_ERROR and outcome.exit_code is not None
+    )
+    return testlib_verdict(outcome, None if ended else failure, test.worth, what)
 
 
 class Runner:
@@ -264,23 +308,31 @@ class Runner:
             raise SubmissionError(f"both code and a file named {source!r} were given; pass one")
         checker_identity, cacheable = describe(submission.checker)
         if isinstance(submission.checker, CheckerProgram):
-            # The checker's build is part of what judges: its toolchain and language.
-            checker_language = self.languages.get(submission.checker.language)
-            definition = json.dumps(checker_language.definition(), sort_keys=True)
-            checker_identity += (
-                ":"
-                + hashlib.sha256(
-                    (self.languages.toolchain(checker_language.name).version + definition).encode()
-                ).hexdigest()[:16]
-            )
+            checker_identity = self._program_identity(submission.checker)
+        interactor_identity = None
+        if submission.interactor is not None:
+            interactor_identity = self._program_identity(submission.interactor)
+            if not hasattr(self.sandbox, "run_together") or self.sandbox.concurrency < 2:
+                raise ConfigurationError(
+                    f"the {self.sandbox.name} sandbox cannot judge interactive problems:"
+                    " they need run_together and at least 2 slots"
+                )
         key = fingerprint(
             submission,
             language=language,
             toolchain_version=toolchain.version,
             sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
             checker_identity=checker_identity,
+            interactor_identity=interactor_identity,
         )
         return Prepared(submission, language, toolchain, key, cacheable, main, checker_identity)
+
+    def _program_identity(self, program: Program) -> str:
+        """A problem's program's identity with its build: language and toolchain."""
+        language = self.languages.get(program.language)
+        definition = json.dumps(language.definition(), sort_keys=True)
+        build = self.languages.toolchain(language.name).version + definition
+        return program.identity + ":" + hashlib.sha256(build.encode()).hexdigest()[:16]
 
     def _files(self, prepared: Prepared) -> tuple[File, ...]:
         sub = prepared.submission
@@ -369,6 +421,22 @@ class Runner:
         )
         return result, artifacts + others
 
+    def _program_request(
+        self, prepared: Prepared, files: tuple[File, ...], test: TestCase, **kw: Any
+    ) -> RunRequest:
+        """The request that runs the submission on one test."""
+        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
+        argv = language.render(language.run, toolchain, sub.limits, prepared.main)
+        return RunRequest(
+            argv=argv + list(test.args),
+            files=files,
+            env=language.run_env(),
+            limits=sub.limits,
+            toolchain=toolchain.directories(),
+            language=language.name,
+            **kw,
+        )
+
     def run_test(
         self,
         prepared: Prepared,
@@ -376,69 +444,159 @@ class Runner:
         test: TestCase,
         cancel: threading.Event | None = None,
         *,
-        checker: _BuiltChecker | None = None,
+        helpers: _Helpers | None = None,
         group: str | None = None,
     ) -> tuple[TestResult, float]:
         """Run one test; its result and the share of its points it earned (0 to 1).
-        ``checker``: the submission's checker program, built."""
-        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
-        argv = language.render(language.run, toolchain, sub.limits, prepared.main)
-        argv += test.args
-        outcome = self.sandbox.run(
-            RunRequest(
-                argv=argv,
-                files=files,
-                stdin=test.stdin,
-                env=language.run_env(),
-                limits=sub.limits,
-                toolchain=toolchain.directories(),
-                language=language.name,
-                cancel=cancel,
-            )
-        )
+        ``helpers``: the problem's checker program and interactor, built."""
+        helpers = helpers or _Helpers()
+        if helpers.interactor is not None:
+            return self._run_interactive(prepared, files, test, cancel, helpers, group)
+        sub = prepared.submission
+        request = self._program_request(prepared, files, test, stdin=test.stdin, cancel=cancel)
+        outcome = self.sandbox.run(request)
         _stop_if_cancelled(cancel, outcome)
-        in_process = None if checker is not None else sub.checker
+        in_process = None if helpers.checker is not None else sub.checker
         verdict, time_limit, message = classify(outcome, sub.limits, in_process, test)
-        share = 1.0 if verdict is Verdict.ACCEPTED else 0.0
-        if checker is not None and verdict is Verdict.ACCEPTED:
-            said = self._run_checker(checker, test, outcome.stdout, cancel)
-            verdict, share, message = said.verdict, said.share, said.message
-        result = TestResult(
+        said = _Said(verdict, 1.0 if verdict is Verdict.ACCEPTED else 0.0, message)
+        if helpers.checker is not None and verdict is Verdict.ACCEPTED:
+            said = self._run_checker(helpers.checker, test, outcome.stdout, cancel)
+        return self._test_result(test, outcome, said, time_limit, group), said.share
+
+    @staticmethod
+    def _test_result(
+        test: TestCase,
+        outcome: RunOutcome,
+        said: _Said,
+        time_limit: str | None,
+        group: str | None,
+    ) -> TestResult:
+        return TestResult(
             name=test.name,
-            verdict=verdict,
+            verdict=said.verdict,
             **_measured(outcome),
             stdout_truncated=outcome.stdout_truncated,
             stderr_truncated=outcome.stderr_truncated,
             time_limit=time_limit,
-            message=message,
-            points=share * test.worth,
+            message=said.message,
+            points=said.share * test.worth,
             group=group,
+            judge_log=said.log,
         )
-        return result, share
 
-    def _build_checker(
-        self, prepared: Prepared, cancel: threading.Event | None
-    ) -> _BuiltChecker | str:
-        """The submission's checker program compiled (or its compile reused), or why
-        it cannot judge."""
-        program = prepared.submission.checker
-        assert isinstance(program, CheckerProgram)
+    def _run_interactive(
+        self,
+        prepared: Prepared,
+        files: tuple[File, ...],
+        test: TestCase,
+        cancel: threading.Event | None,
+        helpers: _Helpers,
+        group: str | None,
+    ) -> tuple[TestResult, float]:
+        """The program and the interactor at the same time, each in a slot of its
+        own, each one's stdout the other's stdin; the verdict from both ends."""
+        interactor = helpers.interactor
+        assert interactor is not None
+        sub, built = prepared.submission, interactor.prepared
+        language, toolchain = built.language, built.toolchain
+        # The program runs out of (wall) time before its interactor does: a program
+        # that stops talking is its own fault, not the problem's.
+        wall = max(built.submission.limits.effective_wall_time, sub.limits.effective_wall_time + 1)
+        limits = attrs.evolve(built.submission.limits, wall_time=wall)
+        data = (File("input.txt", test.stdin), File("answer.txt", test.expected or b""))
+        to_program = os.pipe2(os.O_CLOEXEC)
+        try:
+            from_program = os.pipe2(os.O_CLOEXEC)
+        except OSError:
+            for fd in to_program:
+                os.close(fd)
+            raise
+        program_stdio = Stdio(to_program[0], from_program[1])
+        interactor_stdio = Stdio(from_program[0], to_program[1])
+        try:
+            requests = [
+                self._program_request(prepared, files, test, cancel=cancel, stdio=program_stdio),
+                RunRequest(
+                    argv=language.render(language.run, toolchain, limits, built.main)
+                    + list(CHECKER_FILES),
+                    files=interactor.files + data,
+                    env=language.run_env(),
+                    limits=limits,
+                    collect=("output.txt",) if helpers.checker is not None else (),
+                    toolchain=toolchain.directories(),
+                    language=language.name,
+                    cancel=cancel,
+                    stdio=interactor_stdio,
+                ),
+            ]
+            run_together = self.sandbox.run_together  # type: ignore[attr-defined]
+            outcome, ended = run_together(requests)
+        finally:
+            program_stdio.close()
+            interactor_stdio.close()
+        _stop_if_cancelled(cancel, outcome)
+        _stop_if_cancelled(cancel, ended)
+        verdict, time_limit, message = classify(outcome, sub.limits, None, None)
+        if outcome.error is not None or verdict in _PROGRAM_LIMITS:
+            # Its own limit (an idle program: wall time): whatever the interactor
+            # made of the silence follows from it.
+            said = _Said(verdict, 0.0, message)
+        else:
+            said = self._interactor_said(ended, limits, test)
+            if said.verdict is Verdict.ACCEPTED and verdict is not Verdict.ACCEPTED:
+                said = _Said(verdict, 0.0, message, said.log)
+            elif said.verdict is Verdict.ACCEPTED and helpers.checker is not None:
+                written = ended.collected.get("output.txt", b"")
+                said = self._run_checker(helpers.checker, test, written, cancel)
+            time_limit = None
+        return self._test_result(test, outcome, said, time_limit, group), said.share
+
+    @staticmethod
+    def _interactor_said(ended: RunOutcome, limits: Limits, test: TestCase) -> _Said:
+        """What the interactor's end says of the test."""
+        log_ = _log(ended)
+        if ended.signal == _signal.SIGPIPE:
+            # It wrote to a program that had ended: the program left the protocol.
+            return _Said(
+                Verdict.WRONG_ANSWER, 0.0, "the program ended before the interaction did", log_
+            )
+        said = _program_said(ended, limits, test, "interactor")
+        return _Said(said.verdict, said.share, said.message, log_)
+
+    def _build(self, program: Program, cancel: threading.Event | None) -> _Built | str:
+        """A problem's program compiled (or its compile reused), or why it cannot be."""
         built = self.prepare(program.program)
         if not built.language.compiled:
-            return _BuiltChecker(built, self._files(built))
+            return _Built(built, self._files(built))
         compiled, files = self.compile(built, cancel)
         if not compiled.ok:
             detail = (compiled.message + "\n" + compiled.stderr).strip()
-            return f"the checker program did not compile: {detail[:2000]}"
-        return _BuiltChecker(built, files)
+            return f"the {program.kind} did not compile: {detail[:2000]}"
+        return _Built(built, files)
+
+    def _build_helpers(
+        self, submission: Submission, cancel: threading.Event | None
+    ) -> _Helpers | str:
+        """The submission's checker program and interactor, built; or why not."""
+        helpers = _Helpers()
+        for field, program in (
+            ("checker", submission.checker),
+            ("interactor", submission.interactor),
+        ):
+            if isinstance(program, Program):
+                built = self._build(program, cancel)
+                if isinstance(built, str):
+                    return built
+                helpers = attrs.evolve(helpers, **{field: built})
+        return helpers
 
     def _run_checker(
         self,
-        checker: _BuiltChecker,
+        checker: _Built,
         test: TestCase,
         output: bytes,
         cancel: threading.Event | None,
-    ) -> ProgramVerdict:
+    ) -> _Said:
         built = checker.prepared
         language, toolchain, limits = built.language, built.toolchain, built.submission.limits
         data = (test.stdin, output, test.expected or b"")
@@ -455,13 +613,8 @@ class Runner:
             )
         )
         _stop_if_cancelled(cancel, outcome)
-        verdict, _, failure = classify(outcome, limits, None, None)
-        # A checker says what it thinks with its exit code: only a limit, a signal or
-        # a sandbox failure is its own failure.
-        ended = verdict is Verdict.ACCEPTED or (
-            verdict is Verdict.RUNTIME_ERROR and outcome.exit_code is not None
-        )
-        return testlib_verdict(outcome, None if ended else failure, test.worth)
+        said = _program_said(outcome, limits, test, "checker")
+        return _Said(said.verdict, said.share, said.message, _log(outcome))
 
     def judge(
         self,
@@ -493,27 +646,24 @@ class Runner:
                 )
         else:
             files = self._files(prepared)
-        checker: _BuiltChecker | None = None
-        if isinstance(sub.checker, CheckerProgram):
-            built = self._build_checker(prepared, cancel)
-            if isinstance(built, str):  # the problem's fault: every test says so
-                failed = tuple(
-                    TestResult(
-                        name=t.name, verdict=Verdict.INTERNAL_ERROR, message=built, group=u.name
-                    )
-                    for u in scorer.units
-                    for t in u.tests
+        helpers = self._build_helpers(sub, cancel)
+        if isinstance(helpers, str):  # the problem's fault: every test says so
+            failed = tuple(
+                TestResult(
+                    name=t.name, verdict=Verdict.INTERNAL_ERROR, message=helpers, group=u.name
                 )
-                return self._result(
-                    prepared,
-                    Verdict.INTERNAL_ERROR,
-                    failed,
-                    compile_result,
-                    started,
-                    queue_time,
-                    scorer,
-                )
-            checker = built
+                for u in scorer.units
+                for t in u.tests
+            )
+            return self._result(
+                prepared,
+                Verdict.INTERNAL_ERROR,
+                failed,
+                compile_result,
+                started,
+                queue_time,
+                scorer,
+            )
         tests: list[TestResult] = []
         for unit in scorer.units:
             blocked = skip = scorer.blocked(unit)
@@ -524,7 +674,7 @@ class Runner:
                     continue
                 _stop_if_cancelled(cancel)
                 result, share = self.run_test(
-                    prepared, files, test, cancel, checker=checker, group=unit.name
+                    prepared, files, test, cancel, helpers=helpers, group=unit.name
                 )
                 results.append(result)
                 skip = scorer.after(unit, result, share)

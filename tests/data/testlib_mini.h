@@ -32,6 +32,10 @@ struct InStream {
         on_eof = eof_result;
         if (!file) __mini_quit(_fail, "FAIL ", std::string("cannot open ") + path);
     }
+    void attach(FILE* stream, TResult eof_result) {
+        file = stream;
+        on_eof = eof_result;
+    }
     void skipBlanks() {
         int c;
         while ((c = std::fgetc(file)) != EOF && std::isspace(c)) {}
@@ -66,6 +70,18 @@ struct InStream {
 };
 
 static InStream inf, ouf, ans;
+static FILE* tout = nullptr;
+
+// An interactor: "interactor input output": inf is the test's input, ouf the
+// program's output (our stdin), tout a file for a checker; stdout goes to the program.
+inline void registerInteraction(int argc, char* argv[]) {
+    if (argc < 3) __mini_quit(_fail, "FAIL ", "usage: interactor input output [answer]");
+    inf.open(argv[1], _fail);
+    ouf.attach(stdin, _wa);
+    tout = std::fopen(argv[2], "w");
+    if (!tout) __mini_quit(_fail, "FAIL ", "cannot open the output file");
+    if (argc > 3) ans.open(argv[3], _fail);
+}
 
 inline void registerTestlibCmd(int argc, char* argv[]) {
     if (argc < 4) __mini_quit(_fail, "FAIL ", "usage: checker input output answer");

@@ -16,6 +16,7 @@ outside its run; leave no process and no scratch file behind when it ends.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Protocol, runtime_checkable
@@ -24,7 +25,7 @@ import attrs
 
 from .._model import File, Limits, str_tuple
 
-__all__ = ["Capability", "RunOutcome", "RunRequest", "Sandbox"]
+__all__ = ["Capability", "RunOutcome", "RunRequest", "Sandbox", "Stdio"]
 
 
 class Capability:
@@ -63,6 +64,37 @@ def _files(value: Iterable[File]) -> tuple[File, ...]:
     return tuple(value)
 
 
+class Stdio:
+    """A run's stdin and stdout as file descriptors (pipe ends to another run, for
+    interactive judging) instead of bytes in and a capture out.
+
+    The run owns them: the sandbox closes them once the program has them (so the other
+    side sees end-of-file when the program ends), or when the run ends without
+    starting. :meth:`close` is idempotent and safe from any thread.
+    """
+
+    def __init__(self, stdin: int, stdout: int) -> None:
+        self._fds: tuple[int, int] | None = (stdin, stdout)
+        self._lock = threading.Lock()
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        """(stdin, stdout); raises once closed."""
+        fds = self._fds
+        if fds is None:
+            raise ValueError("this run's stdio was closed")
+        return fds
+
+    def close(self) -> None:
+        with self._lock:
+            fds, self._fds = self._fds, None
+        for fd in fds or ():
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"Stdio({self._fds})"
+
+
 @attrs.frozen(kw_only=True)
 class RunRequest:
     """One program run: ``argv`` executed in a fresh work directory holding ``files``.
@@ -89,6 +121,9 @@ class RunRequest:
     #: language picks by it.
     language: str = ""
     cancel: threading.Event | None = attrs.field(default=None, eq=False, repr=False)
+    #: stdin and stdout as pipe ends (``stdin`` bytes are then unused, nothing is
+    #: captured): only through a sandbox's ``run_together``.
+    stdio: Stdio | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -145,6 +180,13 @@ class Sandbox(Protocol):
     def run(self, request: RunRequest) -> RunOutcome:
         """Execute one program and measure it. Thread-safe."""
         ...
+
+    # Optional: a sandbox that has it can judge interactive problems.
+    #
+    # def run_together(self, requests: Sequence[RunRequest]) -> list[RunOutcome]:
+    #     """Run these programs at the same time, each in a slot of its own, taking
+    #     the slots all at once (two callers never hold one each and wait for the
+    #     other's). Their ``stdio`` connects them."""
 
     def close(self) -> None:
         """Stop every process and remove every resource the sandbox made."""

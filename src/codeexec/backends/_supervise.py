@@ -21,7 +21,7 @@ import attrs
 from .._errors import SandboxError
 from .._model import Limits, cpu_count
 from ._cgroups import CgroupUsage, Slot
-from ._protocol import RunOutcome, RunRequest
+from ._protocol import RunOutcome, RunRequest, Stdio
 from ._safefs import collect, write_all
 
 log = logging.getLogger(__name__)
@@ -66,15 +66,17 @@ class Supervised:
 
 
 class RunPipes:
-    """The run's stdin (a memfd holding it) and its stdout and stderr pipes.
+    """The run's stdin (a memfd holding it) and its stdout and stderr pipes; or, with
+    ``stdio``, its stdin and stdout from there (then nothing of stdout is read here).
 
     Hand :attr:`child` to whatever starts the program, then call :meth:`handed` so we
     hold no write end (the pipes reach EOF when the run's processes are gone);
     :meth:`close` (or leaving the ``with`` block) closes the rest.
     """
 
-    def __init__(self, stdin: bytes) -> None:
+    def __init__(self, stdin: bytes, stdio: Stdio | None = None) -> None:
         self._fds: list[int] = []
+        self._stdio = stdio
         try:
             self.stdin = self._keep(os.memfd_create("stdin", os.MFD_CLOEXEC))
             self.out_r, self.out_w = (self._keep(fd) for fd in os.pipe2(os.O_CLOEXEC))
@@ -92,17 +94,24 @@ class RunPipes:
     @property
     def child(self) -> list[int]:
         """The program's stdin, stdout and stderr."""
+        if self._stdio is not None:
+            stdin, stdout = self._stdio.fds
+            return [stdin, stdout, self.err_w]
         return [self.stdin, self.out_w, self.err_w]
 
     def handed(self) -> None:
-        for fd in self.child:
+        for fd in (self.stdin, self.out_w, self.err_w):
             if fd in self._fds:
                 self._fds.remove(fd)
                 os.close(fd)
+        if self._stdio is not None:
+            self._stdio.close()
 
     def close(self) -> None:
         while self._fds:
             os.close(self._fds.pop())
+        if self._stdio is not None:
+            self._stdio.close()
 
     def __enter__(self) -> RunPipes:
         return self

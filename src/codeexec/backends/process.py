@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .._errors import SandboxError, SandboxUnavailableError
 from .._model import cpu_count
@@ -41,6 +42,7 @@ from ._jailinit import JailInit, jail_init
 from ._protocol import Capability, RunOutcome, RunRequest
 from ._safefs import open_dir, write_files
 from ._supervise import RunPipes, finish, run_rlimits, supervise
+from ._together import check_together, run_all
 from ._uids import lease_uid
 
 log = logging.getLogger(__name__)
@@ -263,7 +265,7 @@ class _Slot:
     def _execute(self, request: RunRequest) -> RunOutcome:
         limits = request.limits
         assert self.sock is not None
-        with RunPipes(request.stdin) as pipes:
+        with RunPipes(request.stdin, request.stdio) as pipes:
             try:
                 if self.cgroup is not None:
                     # The slot's server (and the parent it forked from) live in the
@@ -449,6 +451,8 @@ class ProcessSandbox:
             self._pool.put(slot)
         self._closed = False
         self._lock = threading.Lock()
+        #: Held while taking several slots at once (see run_together).
+        self._together = threading.Lock()
 
     # ------------------------------------------------------------------ hooks
 
@@ -528,30 +532,56 @@ class ProcessSandbox:
 
     def run(self, request: RunRequest) -> RunOutcome:
         """Run one program in a free slot (waiting for one) and measure it."""
-        if self._closed:
-            raise SandboxError("the process sandbox is closed")
-        argv0 = request.argv[0] if request.argv else ""
-        if not argv0:
-            raise SandboxError("argv is empty")
+        self._check(request)
         slot = self._pool.get()
         try:
-            if self._closed:
-                raise SandboxError("the process sandbox is closed")
-            try:
-                return slot.run(request)
-            except Exception as exc:  # noqa: BLE001 - never lose the slot to a run
-                # The slot's server is broken: restart it next time, report this run.
-                slot.stop()
-                if not isinstance(exc, OSError) or exc.errno not in (
-                    errno.EPIPE,
-                    errno.ECONNRESET,
-                ):
-                    log.warning(
-                        "process sandbox slot %d failed: %s", slot.index, exc, exc_info=True
-                    )
-                return RunOutcome(error=f"sandbox failure: {exc}")
+            return self._run_on(slot, request)
         finally:
             self._pool.put(slot)
+
+    def run_together(self, requests: Sequence[RunRequest]) -> list[RunOutcome]:
+        """Run these programs at the same time, each in a slot of its own (taken all
+        at once: two callers never hold one each and wait for the other's)."""
+        try:
+            for request in requests:
+                self._check(request)
+            check_together(requests, self._slots_wanted, self.name)
+            with self._together:
+                slots = [self._pool.get() for _ in requests]
+        except BaseException:
+            for request in requests:
+                if request.stdio is not None:
+                    request.stdio.close()
+            raise
+        try:
+            runs = [
+                functools.partial(self._run_on, s, r) for s, r in zip(slots, requests, strict=True)
+            ]
+            return run_all(runs, requests)
+        finally:
+            for slot in slots:
+                self._pool.put(slot)
+
+    def _check(self, request: RunRequest) -> None:
+        if self._closed:
+            raise SandboxError("the process sandbox is closed")
+        if not request.argv or not request.argv[0]:
+            raise SandboxError("argv is empty")
+
+    def _run_on(self, slot: _Slot, request: RunRequest) -> RunOutcome:
+        if self._closed:
+            raise SandboxError("the process sandbox is closed")
+        try:
+            return slot.run(request)
+        except Exception as exc:  # noqa: BLE001 - never lose the slot to a run
+            # The slot's server is broken: restart it next time, report this run.
+            slot.stop()
+            if not isinstance(exc, OSError) or exc.errno not in (
+                errno.EPIPE,
+                errno.ECONNRESET,
+            ):
+                log.warning("process sandbox slot %d failed: %s", slot.index, exc, exc_info=True)
+            return RunOutcome(error=f"sandbox failure: {exc}")
 
     def close(self) -> None:
         """Stop every server (their runs die with them) and remove the cgroups."""

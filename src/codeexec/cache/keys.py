@@ -34,9 +34,12 @@ def fingerprint_document(
     toolchain_version: str,
     sandbox: str,
     checker_identity: str | None = None,
+    interactor_identity: str | None = None,
 ) -> dict[str, Any]:
     """The canonical document a fingerprint is the digest of (useful for debugging).
-    ``checker_identity``: the checker's, when the caller has worked it out already."""
+    ``checker_identity``, ``interactor_identity``: theirs, when the caller has worked
+    them out already (with their toolchains)."""
+    interactor = submission.interactor
     compiled = language.compiled
     return {
         "v": FINGERPRINT_VERSION,
@@ -66,6 +69,13 @@ def fingerprint_document(
         # Compile limits change a compiled language's outcome only.
         "compile_limits": submission.compile_limits.to_dict(applied=True) if compiled else None,
         "checker": (submission.checker.identity if checker_identity is None else checker_identity),
+        "interactor": (
+            interactor_identity
+            if interactor_identity is not None
+            else None
+            if interactor is None
+            else interactor.identity
+        ),
         "sandbox": sandbox,
     }
 
@@ -77,6 +87,7 @@ def fingerprint(
     toolchain_version: str,
     sandbox: str,
     checker_identity: str | None = None,
+    interactor_identity: str | None = None,
 ) -> str:
     """The submission's content key: 64 hex digits."""
     document = fingerprint_document(
@@ -85,6 +96,7 @@ def fingerprint(
         toolchain_version=toolchain_version,
         sandbox=sandbox,
         checker_identity=checker_identity,
+        interactor_identity=interactor_identity,
     )
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return _digest(canonical.encode())

@@ -875,3 +875,86 @@ print(others)
         result = self.run_code(executor, "python", code)
         assert result.verdict is Verdict.ACCEPTED, result.tests[0]
         assert result.tests[0].stdout.strip() == "[]", result.tests[0].stdout
+
+    # ------------------------------------------------------------------ interactive
+
+    #: An interactor (testlib's exit codes): the program must echo back, doubled, each
+    #: of the test's numbers it is sent, then say "done".
+    ECHO_INTERACTOR = """
+import os, sys
+
+def say(text):
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # the program has ended: its fault, not ours
+        print("wrong answer: the program stopped talking", file=sys.stderr, flush=True)
+        os._exit(1)
+
+numbers = open(sys.argv[1]).read().split()
+for n in numbers:
+    say(n)
+    line = sys.stdin.readline()
+    if not line:
+        print("wrong answer: the program stopped talking", file=sys.stderr)
+        sys.exit(1)
+    if line.split() != [str(2 * int(n))]:
+        print(f"wrong answer: {line.strip()!r} for {n}", file=sys.stderr)
+        sys.exit(1)
+say("done")
+print(f"ok {len(numbers)} numbers", file=sys.stderr)
+"""
+    DOUBLER = """
+while (line := input()) != "done":
+    print(2 * int(line), flush=True)
+"""
+
+    def interactive(self, executor: Executor, code: str, **kw: Any) -> Any:
+        from codeexec import Interactor
+
+        sub = Submission(
+            language="python",
+            code=code,
+            tests=[TestCase(stdin="1 2 3 " * 50), TestCase(stdin="7")],
+            interactor=Interactor(language="python", code=self.ECHO_INTERACTOR),
+            limits=Limits(**scaled({"cpu_time": 2, **kw})),
+            compile_limits=_compile_limits(),
+        )
+        return executor.run(sub)
+
+    def test_interactive_runs_talk_through_their_pipes(self, executor: Executor) -> None:
+        result = self.interactive(executor, self.DOUBLER)
+        assert result.verdict is Verdict.ACCEPTED, result.tests
+        assert [t.message for t in result.tests] == ["ok 150 numbers", "ok 1 numbers"]
+        assert all(t.stdout == "" for t in result.tests)  # it went to the interactor
+
+    def test_interactive_verdicts_come_from_both_ends(self, executor: Executor) -> None:
+        wrong = self.interactive(executor, "print(5, flush=True)\ninput()")
+        assert wrong.tests[0].verdict is Verdict.WRONG_ANSWER, wrong.tests[0]
+        assert "'5' for 1" in wrong.tests[0].message
+        # A program that ends early: the interactor sees end-of-file, at once.
+        started = time.monotonic()
+        early = self.interactive(executor, "pass")
+        assert early.tests[0].verdict is Verdict.WRONG_ANSWER, early.tests[0]
+        assert "stopped talking" in early.tests[0].message
+        assert time.monotonic() - started < 10 * TIME_SCALE
+        # Each waiting on the other: the program's wall time, not the interactor's.
+        idle = self.interactive(executor, "import time\ntime.sleep(600)", wall_time=1)
+        test = idle.tests[0]
+        assert test.verdict is Verdict.TIME_LIMIT_EXCEEDED, test
+        assert test.time_limit == "wall", test
+
+    def test_interactive_runs_are_apart_from_each_other(self, executor: Executor) -> None:
+        # The two sides share the pipes and nothing else: not a file, not a process.
+        spy = """
+import os
+input()
+os.makedirs("seen", exist_ok=True)
+print(sorted(os.listdir(".")), flush=True)
+input()
+"""
+        result = self.interactive(executor, spy)
+        test = result.tests[0]
+        assert test.verdict is Verdict.WRONG_ANSWER, test
+        # The program's work dir holds its own file only: the interactor's input
+        # and answer files are not there.
+        assert "input.txt" not in test.message and "answer.txt" not in test.message, test
