@@ -105,7 +105,7 @@ def test_run_keeps_user_problem_and_id_and_a_rerun_is_a_revision(tmp_path):
         str(tmp_path),
         "--user",
         "alice",
-        "--problem",
+        "--problem-id",
         "sum",
         "--id",
         "s-1",
@@ -213,3 +213,85 @@ def test_bad_values_for_the_store_exit_two_without_a_traceback(tmp_path):
             [sys.executable.encode(), b"-m", b"codeexec", *argv], capture_output=True, timeout=120
         )
         assert proc.returncode == 2 and b"Traceback" not in proc.stderr, (argv, proc.stderr)
+
+
+TESTLIB_MINI = Path(__file__).resolve().parent / "data" / "testlib_mini.h"
+
+SUM_CHECK = r"""
+#include "testlib.h"
+int main(int argc, char* argv[]) {
+    registerTestlibCmd(argc, argv);
+    long long want = ans.readLong(), got = ouf.readLong();
+    if (got == want) quitf(_ok, "sum %lld", want);
+    if (got == want + 1) quitp(0.5, "off by one");
+    quitf(_wa, "expected %lld, found %lld", want, got);
+}
+"""
+
+
+def _problem_dir(tmp_path: Path) -> Path:
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "big.in").write_text("3 10 20 30\n")
+    (tmp_path / "tests" / "big.ans").write_text("60\n")
+    (tmp_path / "check.cpp").write_text(SUM_CHECK)
+    (tmp_path / "testlib.h").write_bytes(TESTLIB_MINI.read_bytes())
+    (tmp_path / "problem.toml").write_text(
+        """
+id = "sum-of-n"
+limits = { cpu_time = 2 }
+
+[checker]
+language = "cpp"
+source = "check.cpp"
+files = ["testlib.h"]
+
+[[groups]]
+name = "samples"
+tests = [{ stdin = "2 1 2", expected = "3", name = "s1" }]
+
+[[groups]]
+name = "big"
+points = 100
+depends_on = ["samples"]
+tests = [{ input_file = "tests/big.in", answer_file = "tests/big.ans", name = "b1" }]
+"""
+    )
+    return tmp_path / "problem.toml"
+
+
+def test_run_judges_a_problem_file(tmp_path):
+    problem = _problem_dir(tmp_path)
+    right = tmp_path / "right.py"
+    right.write_text("n, *xs = map(int, input().split())\nprint(sum(xs))\n")
+    proc = cli("run", str(right), "--problem", str(problem), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert (result["score"], result["max_score"]) == (100, 100)
+    assert [g["verdict"] for g in result["groups"]] == ["accepted", "accepted"]
+    assert result["tests"][1]["message"] == "ok sum 60"
+    off = tmp_path / "off.py"
+    off.write_text("n, *xs = map(int, input().split())\nprint(sum(xs) + 1)\n")
+    proc = cli("run", str(off), "--problem", str(problem))
+    assert proc.returncode == 1
+    assert "score: 0 / 100" in proc.stdout
+    assert "group big: skipped" in proc.stdout
+    # Stored under the problem's id.
+    stored = cli("run", str(right), "--problem", str(problem), "--store", str(tmp_path / "s"))
+    assert stored.returncode == 0, stored.stderr
+    listed = cli("store", "query", "--store", str(tmp_path / "s"), "--json")
+    assert [r["problem_id"] for r in json.loads(listed.stdout)["records"]] == ["sum-of-n"]
+
+
+def test_a_bad_problem_file_names_the_file_and_the_key(tmp_path):
+    problem = _problem_dir(tmp_path)
+    problem.write_text(problem.read_text().replace('name = "big"', 'name = "big"\npoint = 3'))
+    right = tmp_path / "right.py"
+    right.write_text("print(3)\n")
+    proc = cli("run", str(right), "--problem", str(problem))
+    assert proc.returncode == 2
+    assert "problem.toml" in proc.stderr and "'point'" in proc.stderr
+    problem.write_text('[[tests]]\ninput_file = "missing.in"\n')
+    proc = cli("run", str(right), "--problem", str(problem))
+    assert proc.returncode == 2 and "missing.in" in proc.stderr
+    proc = cli("run", str(right), "--problem", str(problem), "--checker", "tokens")
+    assert proc.returncode == 2 and "--checker" in proc.stderr

@@ -11,6 +11,7 @@ import pytest
 import codeexec
 from codeexec import CheckerProgram, File, Limits, Submission, TestCase, TestGroup, Verdict
 from codeexec.cache.keys import fingerprint
+from codeexec.testing import SandboxConformance
 
 TESTLIB = File("testlib.h", (Path(__file__).parent / "data" / "testlib_mini.h").read_bytes())
 
@@ -568,3 +569,66 @@ def test_interactive_submissions_travel_as_data() -> None:
     again = Submission.from_dict(sub.to_dict())
     assert again == sub
     assert again.interactor.files == (TESTLIB,)
+
+
+def test_a_problem_file_with_an_interactor(executor: codeexec.Executor, tmp_path: Path) -> None:
+    (tmp_path / "interactor.py").write_text(SandboxConformance.ECHO_INTERACTOR)
+    (tmp_path / "problem.toml").write_text(
+        """
+id = "echo"
+stop_on_failure = true
+limits = { cpu_time = 1, wall_time = 3 }
+
+[interactor]
+language = "python"
+source = "interactor.py"
+limits = { cpu_time = 2 }
+
+[[tests]]
+input = "1 2"
+[[tests]]
+stdin = "3"
+points = 4
+"""
+    )
+    problem = codeexec.load_problem(tmp_path / "problem.toml")
+    assert problem.id == "echo" and problem.stop_on_failure
+    assert problem.interactor.limits.cpu_time == 2
+    doubler = SandboxConformance.DOUBLER
+    result = executor.run(problem.submission("python", doubler, limits={"memory": "128M"}))
+    assert verdicts(result) == ["AC", "AC"], result.tests
+    assert (result.score, result.max_score) == (5, 5)
+    assert result.metadata["problem_id"] == "echo"
+    wrong = executor.run(problem.submission("python", "print(0, flush=True)\ninput()"))
+    assert verdicts(wrong) == ["WA", "SK"]
+    assert Submission.from_dict(problem.submission("python", doubler).to_dict()).interactor == (
+        problem.interactor
+    )
+
+
+def test_tests_run_ahead_on_idle_slots_and_a_failure_stops_them(
+    executor: codeexec.Executor,
+) -> None:
+    assert executor.sandbox.concurrency >= 2
+    # Test 2 fails at once; test 3 would sleep for a minute if it were left to run.
+    code = "import time\nn = int(input())\nif n == 3:\n    time.sleep(60)\nprint(n * 2 if n != 2 else 0)"
+    tests = [doubled(1), doubled(2), doubled(3), doubled(4)]
+    sub = Submission(
+        language="python", code=code, tests=tests, stop_on_failure=True, limits={"wall_time": 60}
+    )
+    result = executor.run(sub)
+    assert verdicts(result) == ["AC", "WA", "SK", "SK"]
+    # The sleeper started ahead was killed, not waited for: the slot is free again.
+    follow = executor.run(Submission(language="python", code="print(1)"))
+    assert follow.verdict is Verdict.ACCEPTED
+    assert result.total_time + follow.total_time < 20
+    # In order, whatever order they end in.
+    ordered = executor.run(
+        Submission(
+            language="python",
+            code="import time\nn = int(input())\ntime.sleep(0.3 if n % 2 else 0)\nprint(2 * n)",
+            tests=[doubled(n) for n in range(1, 9)],
+        )
+    )
+    assert [t.name for t in ordered.tests] == [f"t{n}" for n in range(1, 9)]
+    assert verdicts(ordered) == ["AC"] * 8

@@ -64,6 +64,7 @@ from ._model import (
     TestResult,
     Verdict,
 )
+from ._problem import Problem, load_problem
 from ._programs import CheckerProgram, Interactor
 from .backends import available_sandboxes, get_sandbox
 
@@ -71,11 +72,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "as_completed",
+    "load_problem",
     "CacheError",
     "CallableChecker",
     "Check",
     "CheckerProgram",
     "Interactor",
+    "Problem",
     "Checker",
     "CodeExecError",
     "ConfigurationError",

@@ -1,9 +1,10 @@
 """The ``codeexec`` command: the one place that talks to a terminal.
 
     codeexec --version
-    codeexec run FILE [--language L] [--backend B] [--stdin TEXT | --tests FILE.json]
+    codeexec run FILE [--language L] [--backend B]
+                      [--stdin TEXT | --tests FILE.json | --problem FILE.toml]
                       [--cpu-time S] [--wall-time S] [--memory SIZE] [--output SIZE] [--json]
-                      [STORE] [--user U] [--problem P] [--id ID]
+                      [STORE] [--user U] [--problem-id P] [--id ID]
     codeexec languages [--json]
     codeexec doctor [--json]
     codeexec image build [LANGUAGE ...] [--rebuild]
@@ -49,6 +50,7 @@ from ._errors import (
 from ._executor import Executor
 from ._languages import LanguageRegistry, default_languages
 from ._model import Limits, Result, Submission, TestCase, Verdict
+from ._problem import load_problem
 
 _EXTENSIONS = {
     ".py": "python",
@@ -82,15 +84,21 @@ def _parser() -> argparse.ArgumentParser:
         "--tests",
         help='JSON file: a list of {"stdin": ..., "expected": ..., "args": [...], "name": ...}',
     )
+    source.add_argument(
+        "--problem",
+        help="TOML problem file: tests or groups, limits, checker, interactor (see the guide)",
+    )
     run.add_argument("--cpu-time", type=float, help="CPU seconds (default 2)")
     run.add_argument("--wall-time", type=float, help="wall seconds (default 3*cpu+1)")
     run.add_argument("--memory", help="memory limit, e.g. 256M (default 256M)")
     run.add_argument("--output", help="stdout+stderr kept, e.g. 1M (default 1M)")
-    run.add_argument("--checker", default="default", help="exact, default, tokens or float")
+    run.add_argument("--checker", help="exact, default (the default), tokens or float")
     run.add_argument("--json", action="store_true", help="print the whole result as JSON")
     kept = _store_arguments(run, "keep the submission and its result in a store")
     kept.add_argument("--user", help="the submission's user_id (stored with it)")
-    kept.add_argument("--problem", help="the submission's problem_id (stored with it)")
+    kept.add_argument(
+        "--problem-id", help="the submission's problem_id (default: the problem file's id)"
+    )
     kept.add_argument("--id", help="the record's id (default: a new UUIDv7); again: a revision")
 
     langs = sub.add_parser("languages", help="list languages and their toolchains")
@@ -243,19 +251,24 @@ def _submission(args: argparse.Namespace) -> Submission:
         value = getattr(args, name)
         if value is not None:
             limits[name] = value
-    if args.tests:
-        tests = _load_tests(args.tests)
-    else:
-        tests = [TestCase(stdin=args.stdin or "")]
     metadata = {
         key: value
         for key, value in (
             ("user_id", args.user),
-            ("problem_id", args.problem),
+            ("problem_id", args.problem_id),
             ("submission_id", args.id),
         )
         if value is not None
     }
+    if args.problem:
+        if args.checker:
+            raise _UsageError("--checker and --problem: the problem file names its checker")
+        problem = load_problem(args.problem)
+        return problem.submission(language, code, limits=limits, metadata=metadata)
+    if args.tests:
+        tests = _load_tests(args.tests)
+    else:
+        tests = [TestCase(stdin=args.stdin or "")]
     return Submission(
         language=language,
         code=code,
@@ -274,6 +287,13 @@ def _print_result(result: Result) -> None:
         print(f"compile: {result.compile.message}")
         if result.compile.stderr:
             print(result.compile.stderr.rstrip())
+    if result.groups or result.max_score != len(result.tests):
+        print(f"score: {result.score:g} / {result.max_score:g}")
+    for group in result.groups:
+        print(
+            f"group {group.name}: {group.verdict.value}  {group.score:g} / {group.max_score:g}"
+            + (f"  ({group.message})" if group.message else "")
+        )
     for i, test in enumerate(result.tests, 1):
         name = test.name or f"test {i}"
         print(
@@ -292,8 +312,8 @@ def _print_result(result: Result) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     submission = _submission(args)
-    if not (args.store or args.db or args.hot) and (args.user or args.problem or args.id):
-        raise _UsageError("--user, --problem and --id are kept with a store: give --store DIR")
+    if not (args.store or args.db or args.hot) and (args.user or args.problem_id or args.id):
+        raise _UsageError("--user, --problem-id and --id are kept with a store: give --store DIR")
     store = _open_store(args, create=True)
     try:
         with Executor(args.backend, store=store) as executor:

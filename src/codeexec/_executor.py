@@ -407,6 +407,7 @@ class Executor:
             self._closed = True
         self.dispatcher.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.runner.close()
         if self._owns_sandbox:
             self.sandbox.close()
         if self.cache is not None and self._owns_cache:

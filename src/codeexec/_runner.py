@@ -7,6 +7,7 @@ an exit code alone.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -14,7 +15,8 @@ import os
 import signal as _signal
 import threading
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -25,7 +27,7 @@ from ._errors import ConfigurationError, JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from ._programs import CHECKER_FILES, CheckerProgram, Program, ProgramVerdict, testlib_verdict
-from ._scoring import Scorer, overall, skipped
+from ._scoring import Scorer, Unit, overall, skipped
 from .backends._protocol import RunOutcome, RunRequest, Sandbox, Stdio
 from .cache.keys import fingerprint
 from .cache.layered import LayeredCache
@@ -232,6 +234,18 @@ class Prepared:
         return checker.describe()[0] == self.checker_identity
 
 
+class _Either(threading.Event):
+    """Set when either of two events is: all a sandbox asks of ``RunRequest.cancel``
+    is ``is_set()``."""
+
+    def __init__(self, first: threading.Event | None, second: threading.Event) -> None:
+        super().__init__()
+        self._events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(event is not None and event.is_set() for event in self._events)
+
+
 @attrs.frozen
 class _Built:
     """A problem's program ready to run: prepared, and the files its runs get."""
@@ -297,6 +311,8 @@ class Runner:
         self.sandbox = sandbox
         self.languages = languages
         self.artifacts = artifacts or ArtifactCache(shared=shared_artifacts)
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def prepare(self, submission: Submission) -> Prepared:
         """Resolve the language and toolchain; raises before anything runs."""
@@ -664,25 +680,75 @@ class Runner:
                 queue_time,
                 scorer,
             )
+        # Tests run ahead on the sandbox's other slots; their results are taken in
+        # order, so what a failure skips is the same as when they ran one by one.
+        ahead = 1 if helpers.interactor is not None else max(1, self.sandbox.concurrency)
         tests: list[TestResult] = []
         for unit in scorer.units:
             blocked = skip = scorer.blocked(unit)
             results: list[TestResult] = []
-            for test in unit.tests:
-                if skip:
-                    results.append(skipped(test, unit.name, skip))
-                    continue
-                _stop_if_cancelled(cancel)
-                result, share = self.run_test(
-                    prepared, files, test, cancel, helpers=helpers, group=unit.name
-                )
-                results.append(result)
-                skip = scorer.after(unit, result, share)
+            started_runs: deque[concurrent.futures.Future[tuple[TestResult, float]]] = deque()
+            upcoming = iter(() if blocked else unit.tests)
+            dropped = threading.Event()  # kills the runs whose results are not wanted
+            stop = _Either(cancel, dropped)
+
+            def start_more(
+                unit: Unit = unit, upcoming: Iterator[TestCase] = upcoming, stop: _Either = stop
+            ) -> None:
+                while len(started_runs) < ahead:
+                    test = next(upcoming, None)
+                    if test is None:
+                        return
+                    started_runs.append(
+                        self._tests_pool().submit(
+                            self.run_test,
+                            prepared,
+                            files,
+                            test,
+                            stop,
+                            helpers=helpers,
+                            group=unit.name,
+                        )
+                    )
+
+            try:
+                for test in unit.tests:
+                    if skip:
+                        results.append(skipped(test, unit.name, skip))
+                        continue
+                    _stop_if_cancelled(cancel)
+                    start_more()
+                    result, share = started_runs.popleft().result()
+                    results.append(result)
+                    skip = scorer.after(unit, result, share)
+            finally:
+                # Runs started ahead of a failure are killed, not waited for; their
+                # results are dropped.
+                dropped.set()
+                for run in started_runs:
+                    run.cancel()
             scorer.finish(unit, results, blocked)
             tests += results
         return self._result(
             prepared, overall(tests), tuple(tests), compile_result, started, queue_time, scorer
         )
+
+    def _tests_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """Threads that run tests, one per sandbox slot, shared by every judging."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(1, self.sandbox.concurrency),
+                    thread_name_prefix="codeexec-test",
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the test threads (after the runs they have started)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _result(
         self,
