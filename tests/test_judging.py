@@ -611,7 +611,10 @@ def test_tests_run_ahead_on_idle_slots_and_a_failure_stops_them(
 ) -> None:
     assert executor.sandbox.concurrency >= 2
     # Test 2 fails at once; test 3 would sleep for a minute if it were left to run.
-    code = "import time\nn = int(input())\nif n == 3:\n    time.sleep(60)\nprint(n * 2 if n != 2 else 0)"
+    code = (
+        "import time\nn = int(input())\nif n == 3:\n    time.sleep(60)\n"
+        "print(n * 2 if n != 2 else 0)"
+    )
     tests = [doubled(1), doubled(2), doubled(3), doubled(4)]
     sub = Submission(
         language="python", code=code, tests=tests, stop_on_failure=True, limits={"wall_time": 60}

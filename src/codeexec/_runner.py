@@ -8,6 +8,7 @@ an exit code alone.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ import signal as _signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
@@ -27,7 +28,7 @@ from ._errors import ConfigurationError, JobCancelled, SubmissionError
 from ._languages import Language, LanguageRegistry, Toolchain
 from ._model import CompileResult, File, Limits, Result, Submission, TestCase, TestResult, Verdict
 from ._programs import CHECKER_FILES, CheckerProgram, Program, ProgramVerdict, testlib_verdict
-from ._scoring import Scorer, Unit, overall, skipped
+from ._scoring import Scorer, overall, skipped
 from .backends._protocol import RunOutcome, RunRequest, Sandbox, Stdio
 from .cache.keys import fingerprint
 from .cache.layered import LayeredCache
@@ -232,6 +233,38 @@ class Prepared:
         if not isinstance(checker, CallableChecker):
             return True
         return checker.describe()[0] == self.checker_identity
+
+
+class _RunsAhead:
+    """One unit's tests, started up to ``ahead`` at a time on a pool's threads and
+    taken back in order."""
+
+    def __init__(
+        self,
+        run: Callable[[TestCase], tuple[TestResult, float]],
+        tests: Iterable[TestCase],
+        ahead: int,
+        pool: concurrent.futures.ThreadPoolExecutor,
+    ) -> None:
+        self._run = run
+        self._upcoming = iter(tests)
+        self._ahead = ahead
+        self._pool = pool
+        self._started: deque[concurrent.futures.Future[tuple[TestResult, float]]] = deque()
+
+    def next(self) -> tuple[TestResult, float]:
+        """The next test's result and share (starting the ones after it)."""
+        while len(self._started) < self._ahead:
+            test = next(self._upcoming, None)
+            if test is None:
+                break
+            self._started.append(self._pool.submit(self._run, test))
+        return self._started.popleft().result()
+
+    def drop(self) -> None:
+        """Forget the runs started and not taken (those not begun never begin)."""
+        while self._started:
+            self._started.popleft().cancel()
 
 
 class _Either(threading.Event):
@@ -687,46 +720,34 @@ class Runner:
         for unit in scorer.units:
             blocked = skip = scorer.blocked(unit)
             results: list[TestResult] = []
-            started_runs: deque[concurrent.futures.Future[tuple[TestResult, float]]] = deque()
-            upcoming = iter(() if blocked else unit.tests)
             dropped = threading.Event()  # kills the runs whose results are not wanted
-            stop = _Either(cancel, dropped)
-
-            def start_more(
-                unit: Unit = unit, upcoming: Iterator[TestCase] = upcoming, stop: _Either = stop
-            ) -> None:
-                while len(started_runs) < ahead:
-                    test = next(upcoming, None)
-                    if test is None:
-                        return
-                    started_runs.append(
-                        self._tests_pool().submit(
-                            self.run_test,
-                            prepared,
-                            files,
-                            test,
-                            stop,
-                            helpers=helpers,
-                            group=unit.name,
-                        )
-                    )
-
+            runs = _RunsAhead(
+                functools.partial(
+                    self.run_test,
+                    prepared,
+                    files,
+                    cancel=_Either(cancel, dropped),
+                    helpers=helpers,
+                    group=unit.name,
+                ),
+                () if blocked else unit.tests,
+                ahead,
+                self._tests_pool(),
+            )
             try:
                 for test in unit.tests:
                     if skip:
                         results.append(skipped(test, unit.name, skip))
                         continue
                     _stop_if_cancelled(cancel)
-                    start_more()
-                    result, share = started_runs.popleft().result()
+                    result, share = runs.next()
                     results.append(result)
                     skip = scorer.after(unit, result, share)
             finally:
                 # Runs started ahead of a failure are killed, not waited for; their
                 # results are dropped.
                 dropped.set()
-                for run in started_runs:
-                    run.cancel()
+                runs.drop()
             scorer.finish(unit, results, blocked)
             tests += results
         return self._result(
