@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 import codeexec
@@ -635,3 +636,115 @@ def test_tests_run_ahead_on_idle_slots_and_a_failure_stops_them(
     )
     assert [t.name for t in ordered.tests] == [f"t{n}" for n in range(1, 9)]
     assert verdicts(ordered) == ["AC"] * 8
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def test_a_test_may_override_the_limits(executor: codeexec.Executor) -> None:
+    spin = (
+        "import time\nend = time.process_time() + float(input())\n"
+        "while time.process_time() < end:\n    pass"
+    )
+    tests = [
+        TestCase(stdin="0.6", name="short"),
+        TestCase(stdin="0.6", name="long", limits={"cpu_time": 2}),
+    ]
+    result = executor.run(
+        Submission(language="python", code=spin, tests=tests, limits={"cpu_time": 0.3})
+    )
+    assert verdicts(result) == ["TLE", "AC"]
+    with pytest.raises(codeexec.SubmissionError, match="network"):
+        TestCase(limits={"network": True})
+    with pytest.raises(codeexec.LimitsError, match="cpu_time"):
+        TestCase(limits={"cpu_time": -1})
+    with pytest.raises(codeexec.LimitsError, match="unknown field"):
+        TestCase(limits={"cputime": 1})
+    again = TestCase.from_dict(tests[1].to_dict())
+    assert again == tests[1] and again.limits == {"cpu_time": 2.0}
+
+
+def test_a_language_time_multiplier_gives_its_runs_more_time(process_sandbox: object) -> None:
+    languages = codeexec.LanguageRegistry(codeexec.default_languages())
+    python = languages.get("python")
+    languages.register(attrs.evolve(python, name="slowpython", aliases=(), time_multiplier=4))
+    spin = (
+        "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end:\n    pass"
+    )
+    with codeexec.Executor(process_sandbox, languages=languages) as executor:
+        limits = {"cpu_time": 0.3}
+        plain = executor.run(Submission(language="python", code=spin, limits=limits))
+        slow = executor.run(Submission(language="slowpython", code=spin, limits=limits))
+        assert plain.verdict is Verdict.TIME_LIMIT_EXCEEDED
+        assert slow.verdict is Verdict.ACCEPTED, slow.tests[0]
+        assert slow.reproducibility["limits"]["cpu_time"] == pytest.approx(1.2)
+        assert (
+            executor.prepare(Submission(language="slowpython", code=spin)).fingerprint
+            != executor.prepare(Submission(language="python", code=spin)).fingerprint
+        )
+    with pytest.raises(ValueError, match="time_multiplier"):
+        attrs.evolve(python, time_multiplier=0)
+
+
+@pytest.mark.parametrize(
+    ("language", "code", "out"),
+    [
+        (
+            "cpp20",
+            "#include <cstdio>\n#include <span>\n"
+            'int main(){ int a[3]{1,2,3}; std::span s(a); printf("%zu\\n", s.size()); }',
+            "3",
+        ),
+        (
+            "cpp23",
+            '#include <cstdio>\nint main(){ if consteval { return 1; } else { puts("23"); } }',
+            "23",
+        ),
+        (
+            "c11",
+            "#include <stdio.h>\n"
+            'int main(void){ _Static_assert(__STDC_VERSION__ == 201112L, "c11"); puts("11"); }',
+            "11",
+        ),
+        (
+            "c",
+            '#include <stdio.h>\nint main(void){ printf("%ld\\n", __STDC_VERSION__); }',
+            "201710",
+        ),
+    ],
+)
+def test_language_standards(
+    executor: codeexec.Executor, language: str, code: str, out: str
+) -> None:
+    result = executor.run(Submission(language=language, code=code))
+    assert result.verdict is Verdict.ACCEPTED, (result.compile, result.tests)
+    assert result.tests[0].stdout.strip() == out
+    assert "-std=gnu" in " ".join(result.reproducibility["compile_command"])
+
+
+def test_an_address_space_limit_makes_a_large_allocation_fail(executor: codeexec.Executor) -> None:
+    code = (
+        "#include <cstdio>\nint main(){ auto *p = new int[512][512][512]; p[1][2][3] = 4;"
+        ' printf("%d %p\\n", p[1][2][3], (void*)p); }'
+    )
+    plain = executor.run(Submission(language="cpp", code=code, limits={"memory": "64M"}))
+    assert plain.verdict is Verdict.ACCEPTED  # 512 MiB asked, a page touched
+    capped = executor.run(
+        Submission(language="cpp", code=code, limits={"memory": "64M", "address_space": "64M"})
+    )
+    assert capped.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, capped.tests[0]
+    assert "address-space" in capped.tests[0].message
+
+
+def test_memory_limits_below_4_mib(executor: codeexec.Executor) -> None:
+    hello = '#include <stdio.h>\nint main(void){ puts("hi"); return 0; }'
+    small = executor.run(Submission(language="c", code=hello, limits={"memory": "1M"}))
+    assert small.verdict is Verdict.ACCEPTED, small.tests[0]
+    grab = (
+        "#include <stdlib.h>\nint main(void){ volatile char *p = malloc(3 << 20);"
+        " for (int i = 0; i < (3 << 20); i += 4096) p[i] = 1; return p[4096] == 1 ? 0 : 1; }"
+    )
+    over = executor.run(Submission(language="c", code=grab, limits={"memory": "2M"}))
+    assert over.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, over.tests[0]
+    with pytest.raises(codeexec.LimitsError, match="memory"):
+        Limits(memory="100K")

@@ -63,6 +63,14 @@ class Language:
     #: How ``{main}`` is read from the code: None (always ``Main``) or the name of a
     #: rule in :data:`MAIN_RULES` (``"java"``: the public top-level class).
     main_from: str | None = attrs.field(default=None)
+    #: Runs of this language get this many times the CPU and wall time asked for
+    #: (judges give Java and Python more); compiles do not.
+    time_multiplier: float = attrs.field(default=1.0)
+
+    @time_multiplier.validator
+    def _positive(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if not isinstance(value, int | float) or not 0 < value <= 100:
+            raise ValueError(f"time_multiplier must be above 0 and at most 100: {value!r}")
 
     @main_from.validator
     def _known_rule(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
@@ -94,7 +102,15 @@ class Language:
             "artifacts": list(self.artifacts),
             "env": dict(sorted(self.env.items())),
             "main_from": self.main_from,
+            "time_multiplier": self.time_multiplier,
         }
+
+    def run_limits(self, limits: Limits) -> Limits:
+        """The limits a run of this language gets: CPU and wall time multiplied."""
+        if self.time_multiplier == 1:
+            return limits
+        wall = None if limits.wall_time is None else limits.wall_time * self.time_multiplier
+        return attrs.evolve(limits, cpu_time=limits.cpu_time * self.time_multiplier, wall_time=wall)
 
     def tools(self) -> list[str]:
         """Tool names this language needs (first words of its commands)."""
@@ -293,6 +309,25 @@ except (SyntaxError, RecursionError, MemoryError) as exc:
 """
 
 
+def _gcc(name: str, aliases: tuple[str, ...], std: str) -> tuple[Language]:
+    """C or C++ with GCC at one language standard (one language per standard, as
+    judges list them: the standard is in its definition, so in every cache key)."""
+    cpp = "++" in std
+    compiler, source = ("g++", "main.cpp") if cpp else ("gcc", "main.c")
+    libraries = () if cpp else ("-lm",)
+    return (
+        Language(
+            name=name,
+            aliases=aliases,
+            source=source,
+            compile=(compiler, "-O2", f"-std={std}", "-pipe", "-o", "main", source, *libraries),
+            run=("./main",),
+            artifacts=("main",),
+            version_command=(compiler, "--version"),
+        ),
+    )
+
+
 def default_languages() -> list[Language]:
     """The built-in languages."""
     return [
@@ -308,24 +343,11 @@ def default_languages() -> list[Language]:
             run=("python3", "-B", "-E", "-s", "main.py"),
             version_command=("python3", "--version"),
         ),
-        Language(
-            name="c",
-            aliases=("gcc",),
-            source="main.c",
-            compile=("gcc", "-O2", "-std=gnu17", "-pipe", "-o", "main", "main.c", "-lm"),
-            run=("./main",),
-            artifacts=("main",),
-            version_command=("gcc", "--version"),
-        ),
-        Language(
-            name="cpp",
-            aliases=("c++", "g++", "cxx"),
-            source="main.cpp",
-            compile=("g++", "-O2", "-std=gnu++17", "-pipe", "-o", "main", "main.cpp"),
-            run=("./main",),
-            artifacts=("main",),
-            version_command=("g++", "--version"),
-        ),
+        *_gcc("c", ("gcc", "c17", "gnu17"), "gnu17"),
+        *_gcc("c11", ("gnu11",), "gnu11"),
+        *_gcc("cpp", ("c++", "g++", "cxx", "cpp17", "c++17", "gnu++17"), "gnu++17"),
+        *_gcc("cpp20", ("c++20", "gnu++20"), "gnu++20"),
+        *_gcc("cpp23", ("c++23", "gnu++23"), "gnu++23"),
         Language(
             name="javascript",
             aliases=("js", "node", "nodejs"),

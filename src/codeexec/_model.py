@@ -60,6 +60,9 @@ MAX_MEMORY = 2**40
 MAX_PIDS = 4 * 1024 * 1024
 MAX_OUTPUT = 2**30
 MAX_FILE_SIZE = 2**40
+#: The smallest memory limit: a cgroup holds a run to a few pages; a small C program
+#: runs in less than a MiB.
+MIN_MEMORY = 256 * 1024
 #: The most points one test or group may be worth.
 MAX_POINTS = 1e9
 
@@ -228,7 +231,13 @@ def _bytes(value: object, what: str, minimum: int, maximum: int) -> int:
 
 
 def _memory(value: object) -> int:
-    return _bytes(value, "memory", 4 * 1024 * 1024, MAX_MEMORY)
+    return _bytes(value, "memory", MIN_MEMORY, MAX_MEMORY)
+
+
+def _address_space(value: object) -> int | None:
+    if value is None:
+        return None
+    return _bytes(value, "address_space", MIN_MEMORY, MAX_MEMORY)
 
 
 def _output(value: object) -> int:
@@ -265,6 +274,10 @@ class Limits(_StrictKeywords):
     - ``file_size``: the largest file the program may write, and the size of its
       scratch space.
     - ``network``: ``False`` (default) leaves the program without any network.
+    - ``address_space``: bytes of virtual memory per process (RLIMIT_AS), beside the
+      cgroup's ``memory``, as DMOJ and Codeforces use: an allocation past it fails
+      (``std::bad_alloc``, ``MemoryError``) instead of being granted and touched
+      until the cgroup's OOM killer strikes. None (default): no such limit.
 
     Each limit has a ceiling (a day of CPU or wall time, 1 TiB of memory or file size,
     1 GiB of output, 4Mi pids): a larger value is a :class:`~codeexec.LimitsError`.
@@ -279,6 +292,7 @@ class Limits(_StrictKeywords):
     output: int = attrs.field(default=2**20, converter=_output)
     file_size: int = attrs.field(default=16 * 2**20, converter=_file_size)
     network: bool = attrs.field(default=False, converter=_network)
+    address_space: int | None = attrs.field(default=None, converter=_address_space)
 
     @property
     def effective_wall_time(self) -> float:
@@ -298,6 +312,7 @@ class Limits(_StrictKeywords):
             "output": self.output,
             "file_size": self.file_size,
             "network": self.network,
+            "address_space": self.address_space,
         }
 
     @classmethod
@@ -441,6 +456,20 @@ def _points(value: object, what: str = "points") -> float | None:
     return float(value)
 
 
+def _test_limits(value: object) -> Mapping[str, Any] | None:
+    """A test's overrides of the submission's limits, each checked as a limit is."""
+    if value is None:
+        return None
+    if isinstance(value, Limits):
+        raise SubmissionError("a test's limits are overrides: give a dict of the fields it changes")
+    if not isinstance(value, Mapping):
+        raise SubmissionError(f"a test's limits must be a dict, got {type(value).__name__}")
+    if "network" in value:
+        raise SubmissionError("a test cannot change limits.network (the submission's holds)")
+    checked = Limits.coerce(dict(value), what="a test's limits")
+    return {name: getattr(checked, name) for name in sorted(value)}
+
+
 def _compile_limits(value: object) -> Limits:
     return DEFAULT_COMPILE_LIMITS if value is None else Limits.coerce(value, what="compile_limits")
 
@@ -463,7 +492,8 @@ class TestCase(_StrictKeywords):
     """One test: the program's stdin, the expected stdout (or None), extra argv.
 
     ``points`` is what the test is worth where tests score one by one (a flat list of
-    tests, or a group with ``scoring="sum"``); None counts as 1.
+    tests, or a group with ``scoring="sum"``); None counts as 1. ``limits`` overrides
+    some of the submission's limits for this test (``{"cpu_time": 5}``).
     """
 
     __test__ = False  # not a pytest test class
@@ -473,6 +503,7 @@ class TestCase(_StrictKeywords):
     args: tuple[str, ...] = attrs.field(default=(), converter=_args)
     name: str | None = attrs.field(default=None, converter=_test_name)
     points: float | None = attrs.field(default=None, converter=_points)
+    limits: Mapping[str, Any] | None = attrs.field(default=None, converter=_test_limits)
 
     @property
     def worth(self) -> float:
@@ -489,7 +520,13 @@ class TestCase(_StrictKeywords):
         }
         if self.points is not None:
             data["points"] = self.points
+        if self.limits is not None:
+            data["limits"] = dict(self.limits)
         return data
+
+    def applied(self, limits: Limits) -> Limits:
+        """The limits this test runs with: ``limits`` with its overrides."""
+        return limits if not self.limits else attrs.evolve(limits, **self.limits)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, legacy: bool = False) -> TestCase:
@@ -507,7 +544,9 @@ class TestCase(_StrictKeywords):
             if name in fields:
                 raise FormatError(f"a test gives {name!r} twice (as {key!r} too)")
             fields[name] = value
-        read_fields(fields, "test", optional=("stdin", "expected", "args", "name", "points"))
+        read_fields(
+            fields, "test", optional=("stdin", "expected", "args", "name", "points", "limits")
+        )
         for name in ("stdin", "expected"):
             if fields.get(name) is not None:
                 fields[name] = bytes_from_json(fields[name], f"test {name}", legacy=legacy)

@@ -13,12 +13,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal as _signal
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import attrs
 from cachetools import LRUCache
@@ -36,6 +37,14 @@ from .cache.layered import LayeredCache
 log = logging.getLogger(__name__)
 
 __all__ = ["ArtifactCache", "Prepared", "Runner", "classify"]
+
+
+#: What runtimes print as they die of a failed allocation: C++'s std::bad_alloc,
+#: Python's MemoryError, Java's OutOfMemoryError, glibc's and Node's messages.
+_ALLOCATION_FAILED = re.compile(
+    rb"std::bad_alloc|\bMemoryError\b|OutOfMemoryError|Cannot allocate memory"
+    rb"|out of memory|allocation failed",
+)
 
 
 def _signal_name(number: int) -> str:
@@ -96,6 +105,13 @@ def classify(
         # An allocation failed at the cgroup limit and the program died of it
         # (MemoryError, std::bad_alloc): the limit, not the program, is the cause.
         return Verdict.MEMORY_LIMIT_EXCEEDED, None, "an allocation failed at the memory limit"
+    if failed and limits.address_space is not None and _ALLOCATION_FAILED.search(outcome.stderr):
+        # Past RLIMIT_AS an allocation fails; the runtime says so as it dies.
+        return (
+            Verdict.MEMORY_LIMIT_EXCEEDED,
+            None,
+            f"an allocation failed at the address-space limit ({limits.address_space} bytes)",
+        )
     if outcome.signal == _signal.SIGSYS:
         return Verdict.RUNTIME_ERROR, None, "killed by SIGSYS: a forbidden system call (seccomp)"
     if outcome.signal is not None:
@@ -226,6 +242,11 @@ class Prepared:
         """The main file's name in the work directory."""
         return self.language.source_name(self.main)
 
+    def limits_for(self, test: TestCase) -> Limits:
+        """The limits the program runs with on ``test``: the submission's, the test's
+        overrides, the language's time multiplier."""
+        return self.language.run_limits(test.applied(self.submission.limits))
+
     def checker_unchanged(self) -> bool:
         """Whether the checker's identity is still the one in the fingerprint (a
         callable's reads data that may change between prepare and judging)."""
@@ -241,7 +262,7 @@ class _RunsAhead:
 
     def __init__(
         self,
-        run: Callable[[TestCase], tuple[TestResult, float]],
+        run: Callable[[TestCase], _Ran],
         tests: Iterable[TestCase],
         ahead: int,
         pool: concurrent.futures.ThreadPoolExecutor,
@@ -250,10 +271,10 @@ class _RunsAhead:
         self._upcoming = iter(tests)
         self._ahead = ahead
         self._pool = pool
-        self._started: deque[concurrent.futures.Future[tuple[TestResult, float]]] = deque()
+        self._started: deque[concurrent.futures.Future[_Ran]] = deque()
 
-    def next(self) -> tuple[TestResult, float]:
-        """The next test's result and share (starting the ones after it)."""
+    def next(self) -> _Ran:
+        """The next test's run (starting the ones after it)."""
         while len(self._started) < self._ahead:
             test = next(self._upcoming, None)
             if test is None:
@@ -287,6 +308,14 @@ class _Built:
     files: tuple[File, ...]
 
 
+class _Ran(NamedTuple):
+    """A test's run: what the sandbox measured, and what the problem's checker
+    program or interactor said of it (None: the submission's checker judges)."""
+
+    outcome: RunOutcome
+    said: _Said | None
+
+
 @attrs.frozen
 class _Helpers:
     """The problem's programs that judge with the submission, built."""
@@ -304,6 +333,8 @@ class _Said:
     share: float
     message: str
     log: str = ""
+    #: "cpu" or "wall" when the verdict is a time limit.
+    time_limit: str | None = None
 
 
 #: The program's own limits: its verdict stands whatever the interactor said.
@@ -474,13 +505,14 @@ class Runner:
         self, prepared: Prepared, files: tuple[File, ...], test: TestCase, **kw: Any
     ) -> RunRequest:
         """The request that runs the submission on one test."""
-        language, toolchain, sub = prepared.language, prepared.toolchain, prepared.submission
-        argv = language.render(language.run, toolchain, sub.limits, prepared.main)
+        language, toolchain = prepared.language, prepared.toolchain
+        limits = prepared.limits_for(test)
+        argv = language.render(language.run, toolchain, limits, prepared.main)
         return RunRequest(
             argv=argv + list(test.args),
             files=files,
             env=language.run_env(),
-            limits=sub.limits,
+            limits=limits,
             toolchain=toolchain.directories(),
             language=language.name,
             **kw,
@@ -498,40 +530,57 @@ class Runner:
     ) -> tuple[TestResult, float]:
         """Run one test; its result and the share of its points it earned (0 to 1).
         ``helpers``: the problem's checker program and interactor, built."""
-        helpers = helpers or _Helpers()
+        ran = self._run_test(prepared, files, test, cancel, helpers or _Helpers())
+        return self._judged(prepared, test, ran, group)
+
+    def _run_test(
+        self,
+        prepared: Prepared,
+        files: tuple[File, ...],
+        test: TestCase,
+        cancel: threading.Event | None,
+        helpers: _Helpers,
+    ) -> _Ran:
+        """The sandboxed part of a test (any thread): the program's run, and what the
+        problem's programs said of it. An in-process checker judges later, in
+        :meth:`_judged`, on the judging thread and in test order."""
         if helpers.interactor is not None:
-            return self._run_interactive(prepared, files, test, cancel, helpers, group)
-        sub = prepared.submission
+            return self._run_interactive(prepared, files, test, cancel, helpers)
         request = self._program_request(prepared, files, test, stdin=test.stdin, cancel=cancel)
         outcome = self.sandbox.run(request)
         _stop_if_cancelled(cancel, outcome)
-        in_process = None if helpers.checker is not None else sub.checker
-        verdict, time_limit, message = classify(outcome, sub.limits, in_process, test)
-        said = _Said(verdict, 1.0 if verdict is Verdict.ACCEPTED else 0.0, message)
-        if helpers.checker is not None and verdict is Verdict.ACCEPTED:
-            said = self._run_checker(helpers.checker, test, outcome.stdout, cancel)
-        return self._test_result(test, outcome, said, time_limit, group), said.share
+        if helpers.checker is None:
+            return _Ran(outcome, None)
+        verdict, time_limit, message = classify(outcome, prepared.limits_for(test), None, test)
+        if verdict is not Verdict.ACCEPTED:
+            return _Ran(outcome, _Said(verdict, 0.0, message, time_limit=time_limit))
+        return _Ran(outcome, self._run_checker(helpers.checker, test, outcome.stdout, cancel))
 
-    @staticmethod
-    def _test_result(
-        test: TestCase,
-        outcome: RunOutcome,
-        said: _Said,
-        time_limit: str | None,
-        group: str | None,
-    ) -> TestResult:
-        return TestResult(
+    def _judged(
+        self, prepared: Prepared, test: TestCase, ran: _Ran, group: str | None
+    ) -> tuple[TestResult, float]:
+        """A test's result from its run (the in-process checker judges here)."""
+        outcome, said = ran
+        if said is None:
+            limits = prepared.limits_for(test)
+            verdict, time_limit, message = classify(
+                outcome, limits, prepared.submission.checker, test
+            )
+            share = 1.0 if verdict is Verdict.ACCEPTED else 0.0
+            said = _Said(verdict, share, message, time_limit=time_limit)
+        result = TestResult(
             name=test.name,
             verdict=said.verdict,
             **_measured(outcome),
             stdout_truncated=outcome.stdout_truncated,
             stderr_truncated=outcome.stderr_truncated,
-            time_limit=time_limit,
+            time_limit=said.time_limit,
             message=said.message,
             points=said.share * test.worth,
             group=group,
             judge_log=said.log,
         )
+        return result, said.share
 
     def _run_interactive(
         self,
@@ -540,17 +589,17 @@ class Runner:
         test: TestCase,
         cancel: threading.Event | None,
         helpers: _Helpers,
-        group: str | None,
-    ) -> tuple[TestResult, float]:
+    ) -> _Ran:
         """The program and the interactor at the same time, each in a slot of its
         own, each one's stdout the other's stdin; the verdict from both ends."""
         interactor = helpers.interactor
         assert interactor is not None
-        sub, built = prepared.submission, interactor.prepared
+        built = interactor.prepared
         language, toolchain = built.language, built.toolchain
         # The program runs out of (wall) time before its interactor does: a program
         # that stops talking is its own fault, not the problem's.
-        wall = max(built.submission.limits.effective_wall_time, sub.limits.effective_wall_time + 1)
+        own = prepared.limits_for(test)
+        wall = max(built.submission.limits.effective_wall_time, own.effective_wall_time + 1)
         limits = attrs.evolve(built.submission.limits, wall_time=wall)
         data = (File("input.txt", test.stdin), File("answer.txt", test.expected or b""))
         to_program = os.pipe2(os.O_CLOEXEC)
@@ -585,11 +634,11 @@ class Runner:
             interactor_stdio.close()
         _stop_if_cancelled(cancel, outcome)
         _stop_if_cancelled(cancel, ended)
-        verdict, time_limit, message = classify(outcome, sub.limits, None, None)
+        verdict, time_limit, message = classify(outcome, own, None, None)
         if outcome.error is not None or verdict in _PROGRAM_LIMITS:
             # Its own limit (an idle program: wall time): whatever the interactor
             # made of the silence follows from it.
-            said = _Said(verdict, 0.0, message)
+            said = _Said(verdict, 0.0, message, time_limit=time_limit)
         else:
             said = self._interactor_said(ended, limits, test)
             if said.verdict is Verdict.ACCEPTED and verdict is not Verdict.ACCEPTED:
@@ -597,8 +646,7 @@ class Runner:
             elif said.verdict is Verdict.ACCEPTED and helpers.checker is not None:
                 written = ended.collected.get("output.txt", b"")
                 said = self._run_checker(helpers.checker, test, written, cancel)
-            time_limit = None
-        return self._test_result(test, outcome, said, time_limit, group), said.share
+        return _Ran(outcome, said)
 
     @staticmethod
     def _interactor_said(ended: RunOutcome, limits: Limits, test: TestCase) -> _Said:
@@ -723,12 +771,11 @@ class Runner:
             dropped = threading.Event()  # kills the runs whose results are not wanted
             runs = _RunsAhead(
                 functools.partial(
-                    self.run_test,
+                    self._run_test,
                     prepared,
                     files,
                     cancel=_Either(cancel, dropped),
                     helpers=helpers,
-                    group=unit.name,
                 ),
                 () if blocked else unit.tests,
                 ahead,
@@ -740,7 +787,7 @@ class Runner:
                         results.append(skipped(test, unit.name, skip))
                         continue
                     _stop_if_cancelled(cancel)
-                    result, share = runs.next()
+                    result, share = self._judged(prepared, test, runs.next(), unit.name)
                     results.append(result)
                     skip = scorer.after(unit, result, share)
             finally:
@@ -809,7 +856,7 @@ class Runner:
             "compile_command": list(prepared.language.compile or ()),
             "run_command": list(prepared.language.run),
             "backend": {"name": self.sandbox.name, "version": self.sandbox.version},
-            "limits": sub.limits.to_dict(applied=True),
+            "limits": prepared.language.run_limits(sub.limits).to_dict(applied=True),
             "compile_limits": sub.compile_limits.to_dict(applied=True)
             if prepared.language.compiled
             else None,

@@ -310,5 +310,12 @@ def run_rlimits(
         out.append((resource.RLIMIT_NPROC, nproc, nproc))
     if not cgroup:
         # No cgroup: the per-process address-space cap is all there is.
-        out.append((resource.RLIMIT_AS, limits.memory, limits.memory))
+        space = (
+            limits.memory
+            if limits.address_space is None
+            else min(limits.memory, limits.address_space)
+        )
+        out.append((resource.RLIMIT_AS, space, space))
+    elif limits.address_space is not None:
+        out.append((resource.RLIMIT_AS, limits.address_space, limits.address_space))
     return out

@@ -212,6 +212,27 @@ class _Slot:
 
     # ------------------------------------------------------------------ one run
 
+    def oom_outcome(self) -> RunOutcome | None:
+        """The run's outcome when the OOM killer struck during it and took the slot's
+        server too (or instead: without CAP_SYS_RESOURCE the server keeps OOM score 0,
+        and with a limit below its own resident size it can be the biggest process
+        in the group). The run met its memory limit; that is its verdict."""
+        if self.cgroup is None:
+            return None
+        try:
+            usage = self.cgroup.end()
+        except OSError:
+            return None
+        if not usage.oom_killed:
+            return None
+        return RunOutcome(
+            signal=9,
+            cpu_time=usage.cpu_time,
+            memory_peak=usage.memory_peak,
+            oom_killed=True,
+            memory_limit_hit=True,
+        )
+
     def run(self, request: RunRequest) -> RunOutcome:
         if not self.alive():
             self.stop()
@@ -575,7 +596,10 @@ class ProcessSandbox:
             return slot.run(request)
         except Exception as exc:  # noqa: BLE001 - never lose the slot to a run
             # The slot's server is broken: restart it next time, report this run.
+            oom = slot.oom_outcome() if slot.run_sent else None
             slot.stop()
+            if oom is not None:
+                return oom
             if not isinstance(exc, OSError) or exc.errno not in (
                 errno.EPIPE,
                 errno.ECONNRESET,

@@ -56,6 +56,7 @@ def fingerprint_document(
                 list(t.args),
                 t.name,
                 t.points,
+                None if t.limits is None else dict(t.limits),
             ]
             for t in submission.effective_tests
         ],

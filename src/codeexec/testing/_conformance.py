@@ -958,3 +958,22 @@ input()
         # The program's work dir holds its own file only: the interactor's input
         # and answer files are not there.
         assert "input.txt" not in test.message and "answer.txt" not in test.message, test
+
+    def test_a_memory_limit_of_a_few_mib_holds(self, executor: Executor) -> None:
+        # Below what the sandbox's own processes hold: the OOM killer may strike them,
+        # and the verdict is still the run's memory limit, never a sandbox failure.
+        grab = r"""
+#include <stdlib.h>
+int main(void) {
+    volatile char *p = malloc(3 << 20);
+    for (int i = 0; i < (3 << 20); i += 4096) p[i] = 1;
+    return 0;
+}
+"""
+        over = self.run_code(executor, "c", grab, memory="2M")
+        assert over.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, over.tests[0]
+        small = self.run_code(
+            executor, "c", '#include <stdio.h>\nint main(void){puts("hi");}', memory="1M"
+        )
+        assert small.verdict is Verdict.ACCEPTED, small.tests[0]
+        assert small.tests[0].stdout == "hi\n"
