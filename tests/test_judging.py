@@ -748,3 +748,97 @@ def test_memory_limits_below_4_mib(executor: codeexec.Executor) -> None:
     assert over.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, over.tests[0]
     with pytest.raises(codeexec.LimitsError, match="memory"):
         Limits(memory="100K")
+
+
+# ---------------------------------------------------------------------------- generators
+
+# n numbers from a seed (its arguments); counts its own runs in a file it may not keep.
+GENERATOR = r"""
+#include <cstdio>
+#include <cstdlib>
+int main(int argc, char* argv[]) {
+    int n = atoi(argv[1]);
+    unsigned seed = (unsigned)atoi(argv[2]);
+    printf("%d", n);
+    for (int i = 0; i < n; i++) { seed = seed * 1103515245u + 12345u; printf(" %u", seed % 1000); }
+    printf("\n");
+}
+"""
+SUM = "n, *xs = map(int, input().split())\nprint(sum(xs))\n"
+
+
+def generated(*specs: tuple[str, ...], code: str = SUM, **kw: object) -> Submission:
+    return Submission(
+        language="python",
+        code=code,
+        tests=[TestCase(generate=spec, name=" ".join(spec)) for spec in specs],
+        generators=[codeexec.Generator(name="gen", language="cpp", code=GENERATOR, **kw)],
+    )
+
+
+def test_generated_inputs(process_sandbox: object) -> None:
+    counting = _CountingSandbox(process_sandbox)  # type: ignore[arg-type]
+    runs = []
+    original = counting.run
+
+    def run(request):  # type: ignore[no-untyped-def]
+        if request.argv[0].endswith("/main") and len(request.argv) == 3:
+            runs.append(tuple(request.argv[1:]))
+        return original(request)
+
+    counting.run = run  # type: ignore[method-assign]
+    with codeexec.Executor(counting) as executor:
+        sub = generated(("gen", "5", "1"), ("gen", "1000", "2"), ("gen", "5", "1"))
+        result = executor.run(sub)
+        assert verdicts(result) == ["AC", "AC", "AC"], result.tests
+        # The same input each time, and the program saw what the generator wrote.
+        assert result.tests[0].stdout == result.tests[2].stdout
+        assert int(result.tests[1].stdout) > 1000
+        assert sorted(runs) == [("1000", "2"), ("5", "1")]  # once per distinct spec
+        # Judged again (another program): the inputs come from the cache.
+        again = executor.run(generated(("gen", "5", "1"), code=SUM + "# v2\n"))
+        assert again.tests[0].stdout == result.tests[0].stdout
+        assert len(runs) == 2
+
+
+def test_a_generator_that_fails_fails_its_tests_only(executor: codeexec.Executor) -> None:
+    result = executor.run(generated(("gen", "3", "1"), ("gen", "-1")))
+    # argv[2] missing: the generator crashes on its second spec.
+    assert verdicts(result) == ["AC", "IE"]
+    assert "the generator 'gen -1' failed" in result.tests[1].message
+    broken = Submission(
+        language="python",
+        code=SUM,
+        tests=[TestCase(generate=("gen", "1"))],
+        generators=[codeexec.Generator(name="gen", language="cpp", code="int main( {")],
+    )
+    result = executor.run(broken)
+    assert result.verdict is Verdict.INTERNAL_ERROR
+    assert "generator did not compile" in result.tests[0].message
+
+
+def test_generators_are_checked_and_keyed() -> None:
+    with pytest.raises(codeexec.SubmissionError, match="not among the submission's generators"):
+        Submission(language="python", code=SUM, tests=[TestCase(generate=("nope",))])
+    with pytest.raises(codeexec.SubmissionError, match="not both"):
+        TestCase(stdin="1", generate=("gen",))
+    with pytest.raises(codeexec.SubmissionError, match="share a name"):
+        generator = codeexec.Generator(name="gen", language="python", code="print(1)")
+        Submission(language="python", code=SUM, generators=[generator, generator])
+    sub = generated(("gen", "5", "1"))
+    assert Submission.from_dict(sub.to_dict()) == sub
+    python = next(lang for lang in codeexec.default_languages() if lang.name == "python")
+
+    def key(s: Submission) -> str:
+        return fingerprint(s, language=python, toolchain_version="3", sandbox="process")
+
+    assert (
+        len(
+            {
+                key(sub),
+                key(generated(("gen", "5", "2"))),
+                key(generated(("gen", "5", "1"), limits={"cpu_time": 3})),
+            }
+        )
+        == 3
+    )

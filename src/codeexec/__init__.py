@@ -65,7 +65,7 @@ from ._model import (
     Verdict,
 )
 from ._problem import Problem, load_problem
-from ._programs import CheckerProgram, Interactor
+from ._programs import CheckerProgram, Generator, Interactor
 from .backends import available_sandboxes, get_sandbox
 
 __version__ = "0.1.0"
@@ -89,6 +89,7 @@ __all__ = [
     "ExactChecker",
     "Executor",
     "File",
+    "Generator",
     "GroupResult",
     "FloatChecker",
     "Job",

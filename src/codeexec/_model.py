@@ -470,6 +470,15 @@ def _test_limits(value: object) -> Mapping[str, Any] | None:
     return {name: getattr(checked, name) for name in sorted(value)}
 
 
+def _generate(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    generate = _args(value)
+    if not generate:
+        raise SubmissionError("generate names a generator, then its arguments: got nothing")
+    return generate
+
+
 def _compile_limits(value: object) -> Limits:
     return DEFAULT_COMPILE_LIMITS if value is None else Limits.coerce(value, what="compile_limits")
 
@@ -504,6 +513,12 @@ class TestCase(_StrictKeywords):
     name: str | None = attrs.field(default=None, converter=_test_name)
     points: float | None = attrs.field(default=None, converter=_points)
     limits: Mapping[str, Any] | None = attrs.field(default=None, converter=_test_limits)
+    #: The stdin comes from a generator: its name, then its arguments.
+    generate: tuple[str, ...] | None = attrs.field(default=None, converter=_generate)
+
+    def __attrs_post_init__(self) -> None:
+        if self.generate is not None and self.stdin:
+            raise SubmissionError("a test's stdin comes from its generator or is given, not both")
 
     @property
     def worth(self) -> float:
@@ -522,6 +537,8 @@ class TestCase(_StrictKeywords):
             data["points"] = self.points
         if self.limits is not None:
             data["limits"] = dict(self.limits)
+        if self.generate is not None:
+            data["generate"] = list(self.generate)
         return data
 
     def applied(self, limits: Limits) -> Limits:
@@ -545,7 +562,9 @@ class TestCase(_StrictKeywords):
                 raise FormatError(f"a test gives {name!r} twice (as {key!r} too)")
             fields[name] = value
         read_fields(
-            fields, "test", optional=("stdin", "expected", "args", "name", "points", "limits")
+            fields,
+            "test",
+            optional=("stdin", "expected", "args", "name", "points", "limits", "generate"),
         )
         for name in ("stdin", "expected"):
             if fields.get(name) is not None:
@@ -697,6 +716,20 @@ def _interactor(value: object) -> Any:
     raise SubmissionError(f"interactor must be an Interactor, got {type(value).__name__}")
 
 
+def _generators(value: object) -> tuple[Any, ...]:
+    from ._programs import Generator
+
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise SubmissionError(f"generators must be a sequence of Generator, got {value!r:.80}")
+    for item in value:
+        if not isinstance(item, Generator):
+            raise SubmissionError(f"generators must hold Generator objects, got {item!r:.80}")
+    names = [g.name for g in value]
+    if len(set(names)) != len(names):
+        raise SubmissionError(f"two generators share a name: {sorted(names)}")
+    return tuple(value)
+
+
 def _bool(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise SubmissionError(f"{what} must be True or False, got {value!r}")
@@ -793,12 +826,21 @@ class Submission(_StrictKeywords):
     )
     #: The other side of an interactive problem (see :class:`~codeexec.Interactor`).
     interactor: Any = attrs.field(default=None, converter=_interactor)
+    #: Programs that write tests' input (see :class:`~codeexec.Generator`).
+    generators: tuple[Any, ...] = attrs.field(default=(), converter=_generators)
 
     def __attrs_post_init__(self) -> None:
         if self.code is None and not self.files:
             raise SubmissionError("a submission needs code or files")
         if self.groups and self.tests:
             raise SubmissionError("give tests or groups, not both")
+        names = {g.name for g in self.generators}
+        for test in self.effective_tests:
+            if test.generate is not None and test.generate[0] not in names:
+                raise SubmissionError(
+                    f"a test's generator {test.generate[0]!r} is not among the submission's"
+                    f" generators ({', '.join(sorted(names)) or 'none'})"
+                )
         if self.interactor is not None:
             from ._checkers import DefaultChecker
             from ._programs import CheckerProgram
@@ -844,6 +886,7 @@ class Submission(_StrictKeywords):
             "groups": [g.to_dict() for g in self.groups],
             "stop_on_failure": self.stop_on_failure,
             "interactor": None if self.interactor is None else self.interactor.to_dict(),
+            "generators": [g.to_dict() for g in self.generators],
         }
 
     @classmethod
@@ -855,7 +898,7 @@ class Submission(_StrictKeywords):
         checker is a :class:`~codeexec.RecordedChecker` that keeps the identity (how
         the store gives back what it kept)."""
         from ._checkers import RecordedChecker
-        from ._programs import Interactor, checker_from_json
+        from ._programs import Generator, Interactor, checker_from_json
 
         fields = read_fields(
             data,
@@ -873,6 +916,7 @@ class Submission(_StrictKeywords):
                 "groups",
                 "stop_on_failure",
                 "interactor",
+                "generators",
             ),
         )
         version = fields.get("format", 1)
@@ -902,6 +946,7 @@ class Submission(_StrictKeywords):
             groups=[TestGroup.from_dict(g, legacy=legacy) for g in fields.get("groups", ())],
             stop_on_failure=fields.get("stop_on_failure", False),
             interactor=None if interactor is None else Interactor.from_dict(interactor),
+            generators=[Generator.from_dict(g) for g in fields.get("generators", ())],
         )
 
 

@@ -18,6 +18,11 @@ interactor and settings a submission to that problem is judged with.
     language = "cpp"
     source = "interactor.cpp"
 
+    [[generators]]                    # tests may say generate = ["gen", "10", "7"]
+    name = "gen"
+    language = "python"
+    source = "gen.py"
+
     [[groups]]                        # or [[tests]] for a flat list
     name = "small"
     points = 30
@@ -44,7 +49,7 @@ import attrs
 from ._checkers import Checker, get_checker
 from ._errors import CodeExecError, FormatError
 from ._model import File, Limits, Submission, TestCase, TestGroup, read_fields
-from ._programs import CheckerProgram, Interactor, Program
+from ._programs import CheckerProgram, Generator, Interactor, Program
 
 __all__ = ["Problem", "load_problem"]
 
@@ -60,6 +65,8 @@ _TEST_KEYS = (
     "args",
     "name",
     "points",
+    "limits",
+    "generate",
 )
 
 
@@ -73,6 +80,7 @@ class Problem:
     limits: Limits = attrs.field(factory=Limits)
     checker: Checker | None = None
     interactor: Interactor | None = None
+    generators: tuple[Generator, ...] = ()
     stop_on_failure: bool = False
 
     def submission(
@@ -97,6 +105,7 @@ class Problem:
             limits=merged,
             checker=self.checker,
             interactor=self.interactor,
+            generators=self.generators,
             stop_on_failure=self.stop_on_failure,
             metadata=meta,
         )
@@ -124,7 +133,16 @@ def _problem(data: Mapping[str, Any], base: Path) -> Problem:
     fields = read_fields(
         data,
         "problem",
-        optional=("id", "tests", "groups", "limits", "checker", "interactor", "stop_on_failure"),
+        optional=(
+            "id",
+            "tests",
+            "groups",
+            "limits",
+            "checker",
+            "interactor",
+            "generators",
+            "stop_on_failure",
+        ),
     )
     if "tests" in fields and "groups" in fields:
         raise FormatError("give tests or groups, not both")
@@ -146,6 +164,10 @@ def _problem(data: Mapping[str, Any], base: Path) -> Problem:
         limits=Limits.coerce(fields.get("limits")),
         checker=None if checker is None else get_checker(checker),
         interactor=interactor,
+        generators=tuple(
+            _program(Generator, _table(g, f"generators[{i}]"), base, f"generators[{i}]")
+            for i, g in enumerate(_list(fields.get("generators", []), "generators"))
+        ),
         stop_on_failure=fields.get("stop_on_failure", False),
     )
 
@@ -172,7 +194,8 @@ def _read(base: Path, name: object, what: str) -> bytes:
 
 
 def _program(kind: type[Program], data: Mapping[str, Any], base: Path, what: str) -> Any:
-    fields = dict(read_fields(data, what, ("language", "source"), _PROGRAM_KEYS))
+    own = kind._own_fields
+    fields = dict(read_fields(data, what, ("language", "source", *own), _PROGRAM_KEYS))
     files = [
         File(Path(name).name, _read(base, name, f"{what} file"))
         for name in _list(fields.pop("files", []), f"{what} files")

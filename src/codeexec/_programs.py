@@ -27,7 +27,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKER_FILES",
     "CheckerProgram",
+    "Generator",
     "Interactor",
     "Program",
     "ProgramVerdict",
@@ -120,10 +121,14 @@ class Program(_StrictKeywords):
         tag = self.kind.replace(" ", "-")
         return f"{tag}:" + hashlib.sha256(document.encode()).hexdigest()[:32]
 
+    #: A subclass's own fields, kept by to_dict and from_dict beside the program's.
+    _own_fields: ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; read back by :meth:`from_dict`."""
         data = self.program.to_dict()
         return {
+            **{name: getattr(self, name) for name in self._own_fields},
             "language": data["language"],
             "code": data["code"],
             "files": data["files"],
@@ -134,14 +139,21 @@ class Program(_StrictKeywords):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Any:
         """The program ``to_dict`` gave (:class:`~codeexec.FormatError` if not)."""
-        fields = read_fields(
-            data, cls.kind, ("language",), ("code", "files", "limits", "compile_limits")
+        fields = dict(
+            read_fields(
+                data,
+                cls.kind,
+                ("language", *cls._own_fields),
+                ("code", "files", "limits", "compile_limits"),
+            )
         )
+        own = {name: fields.pop(name) for name in cls._own_fields}
         try:
             program = Submission.from_dict({"format": 2, **fields})
         except SubmissionError as exc:
             raise FormatError(f"{cls.kind}: {exc}") from None
         return cls(
+            **own,
             language=program.language,
             code=program.code,
             files=program.files,
@@ -174,6 +186,35 @@ class Interactor(Program):
     """
 
     kind = "interactor"
+
+
+def _generator_name(value: object) -> str:
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise SubmissionError(
+            f"a generator's name must be letters, digits, '_', '-' or '.', got {value!r}"
+        )
+    return value
+
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+@attrs.frozen(kw_only=True)
+class Generator(Program):
+    """A program that writes tests' input, as Polygon's and DMOJ's generators do.
+
+    A test names it with its arguments, ``TestCase(generate=("gen", "10", "7"))``: the
+    generator runs once per distinct argument list (sandboxed, with its own
+    ``limits``; its ``output`` limit is the largest input it may write), its stdout
+    becomes the test's stdin, and that is cached by the generator's content and the
+    arguments (a generator must be deterministic: testlib's seed from their
+    arguments). A generator that fails makes its tests ``internal_error``.
+    """
+
+    kind = "generator"
+    name: str = attrs.field(converter=_generator_name)
+
+    _own_fields = ("name",)
 
 
 def checker_to_json(checker: Checker) -> str | dict[str, Any]:

@@ -162,6 +162,8 @@ class ArtifactCache:
 
     def __init__(self, maxsize: int = 256, shared: LayeredCache | None = None) -> None:
         self._cache: LRUCache[str, tuple[CompileResult, tuple[File, ...]]] = LRUCache(maxsize)
+        #: Generated test inputs, by generator and arguments (bounded by their size).
+        self._inputs: LRUCache[str, bytes] = LRUCache(maxsize=256 << 20, getsizeof=len)
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Lock] = {}
         self.shared = shared
@@ -209,6 +211,24 @@ class ArtifactCache:
         if self.shared is not None:
             data = {"compile": value[0].to_dict(), "files": [f.to_dict() for f in value[1]]}
             self.shared.set("artifact:" + key, json.dumps(data).encode())
+
+    def get_input(self, key: str) -> bytes | None:
+        """A generated test input kept under ``key`` (here, or in the shared cache)."""
+        with self._lock:
+            found = self._inputs.get(key)
+        if found is None and self.shared is not None:
+            raw = self.shared.get(key)
+            if isinstance(raw, bytes):
+                found = raw
+                with self._lock:
+                    self._inputs[key] = raw
+        return found
+
+    def put_input(self, key: str, data: bytes) -> None:
+        with self._lock:
+            self._inputs[key] = data
+        if self.shared is not None:
+            self.shared.set(key, data)
 
     def lock_for(self, key: str) -> threading.Lock:
         """One compile per key at a time: identical concurrent compiles wait for the first."""
@@ -397,6 +417,7 @@ class Runner:
                     f"the {self.sandbox.name} sandbox cannot judge interactive problems:"
                     " they need run_together and at least 2 slots"
                 )
+        generator_identities = {g.name: self._program_identity(g) for g in submission.generators}
         key = fingerprint(
             submission,
             language=language,
@@ -404,6 +425,7 @@ class Runner:
             sandbox=f"{self.sandbox.name}:{self.sandbox.version}",
             checker_identity=checker_identity,
             interactor_identity=interactor_identity,
+            generator_identities=generator_identities,
         )
         return Prepared(submission, language, toolchain, key, cacheable, main, checker_identity)
 
@@ -530,7 +552,8 @@ class Runner:
     ) -> tuple[TestResult, float]:
         """Run one test; its result and the share of its points it earned (0 to 1).
         ``helpers``: the problem's checker program and interactor, built."""
-        ran = self._run_test(prepared, files, test, cancel, helpers or _Helpers())
+        inputs = self._generate(prepared, cancel)
+        ran = self._run_test(prepared, files, test, cancel, helpers or _Helpers(), inputs)
         return self._judged(prepared, test, ran, group)
 
     def _run_test(
@@ -540,10 +563,17 @@ class Runner:
         test: TestCase,
         cancel: threading.Event | None,
         helpers: _Helpers,
+        inputs: Mapping[tuple[str, ...], bytes | str] | None = None,
     ) -> _Ran:
         """The sandboxed part of a test (any thread): the program's run, and what the
         problem's programs said of it. An in-process checker judges later, in
-        :meth:`_judged`, on the judging thread and in test order."""
+        :meth:`_judged`, on the judging thread and in test order. ``inputs``: the
+        generated stdin of tests that have a generator (or why it failed)."""
+        if test.generate is not None:
+            generated = (inputs or {}).get(test.generate, "the generator did not run")
+            if isinstance(generated, str):
+                return _Ran(RunOutcome(error=generated), None)
+            test = attrs.evolve(test, stdin=generated, generate=None)
         if helpers.interactor is not None:
             return self._run_interactive(prepared, files, test, cancel, helpers)
         request = self._program_request(prepared, files, test, stdin=test.stdin, cancel=cancel)
@@ -660,6 +690,65 @@ class Runner:
         said = _program_said(ended, limits, test, "interactor")
         return _Said(said.verdict, said.share, said.message, log_)
 
+    def _generate(
+        self, prepared: Prepared, cancel: threading.Event | None
+    ) -> dict[tuple[str, ...], bytes | str]:
+        """The stdin of every test that has a generator, by its ``generate``: each
+        distinct one generated once, or found in the cache; a str says why it failed."""
+        sub = prepared.submission
+        wanted = sorted({t.generate for t in sub.effective_tests if t.generate is not None})
+        generators = {g.name: g for g in sub.generators}
+        built: dict[str, _Built | str] = {}
+        inputs: dict[tuple[str, ...], bytes | str] = {}
+        for spec in wanted:
+            generator = generators[spec[0]]
+            key = (
+                "input:"
+                + hashlib.sha256(
+                    json.dumps([self._program_identity(generator), list(spec)]).encode()
+                ).hexdigest()
+            )
+            found = self.artifacts.get_input(key)
+            if found is not None:
+                inputs[spec] = found
+                continue
+            if generator.name not in built:
+                built[generator.name] = self._build(generator, cancel)
+            program = built[generator.name]
+            generated = (
+                program if isinstance(program, str) else self._run_generator(program, spec, cancel)
+            )
+            if isinstance(generated, bytes):
+                self.artifacts.put_input(key, generated)
+            inputs[spec] = generated
+        return inputs
+
+    def _run_generator(
+        self, program: _Built, spec: tuple[str, ...], cancel: threading.Event | None
+    ) -> bytes | str:
+        """One generator run: its stdout, or why it failed."""
+        built = program.prepared
+        language, toolchain, limits = built.language, built.toolchain, built.submission.limits
+        outcome = self.sandbox.run(
+            RunRequest(
+                argv=language.render(language.run, toolchain, limits, built.main) + list(spec[1:]),
+                files=program.files,
+                env=language.run_env(),
+                limits=limits,
+                toolchain=toolchain.directories(),
+                language=language.name,
+                cancel=cancel,
+            )
+        )
+        _stop_if_cancelled(cancel, outcome)
+        verdict, _, message = classify(outcome, limits, None, None)
+        if verdict is not Verdict.ACCEPTED:
+            stderr = outcome.stderr[:1024].decode("utf-8", "replace").strip()
+            return f"the generator {' '.join(spec)!r} failed: {message}" + (
+                f": {stderr}" if stderr else ""
+            )
+        return outcome.stdout
+
     def _build(self, program: Program, cancel: threading.Event | None) -> _Built | str:
         """A problem's program compiled (or its compile reused), or why it cannot be."""
         built = self.prepare(program.program)
@@ -764,6 +853,7 @@ class Runner:
         # Tests run ahead on the sandbox's other slots; their results are taken in
         # order, so what a failure skips is the same as when they ran one by one.
         ahead = 1 if helpers.interactor is not None else max(1, self.sandbox.concurrency)
+        inputs = self._generate(prepared, cancel)
         tests: list[TestResult] = []
         for unit in scorer.units:
             blocked = skip = scorer.blocked(unit)
@@ -776,6 +866,7 @@ class Runner:
                     files,
                     cancel=_Either(cancel, dropped),
                     helpers=helpers,
+                    inputs=inputs,
                 ),
                 () if blocked else unit.tests,
                 ahead,

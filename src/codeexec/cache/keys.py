@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from .._languages import Language
@@ -35,10 +36,12 @@ def fingerprint_document(
     sandbox: str,
     checker_identity: str | None = None,
     interactor_identity: str | None = None,
+    generator_identities: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The canonical document a fingerprint is the digest of (useful for debugging).
-    ``checker_identity``, ``interactor_identity``: theirs, when the caller has worked
-    them out already (with their toolchains)."""
+    ``checker_identity``, ``interactor_identity``, ``generator_identities`` (by
+    name): theirs, when the caller has worked them out already (with their
+    toolchains)."""
     interactor = submission.interactor
     compiled = language.compiled
     return {
@@ -57,6 +60,7 @@ def fingerprint_document(
                 t.name,
                 t.points,
                 None if t.limits is None else dict(t.limits),
+                None if t.generate is None else list(t.generate),
             ]
             for t in submission.effective_tests
         ],
@@ -77,6 +81,10 @@ def fingerprint_document(
             if interactor is None
             else interactor.identity
         ),
+        "generators": {
+            g.name: (generator_identities or {}).get(g.name, g.identity)
+            for g in submission.generators
+        },
         "sandbox": sandbox,
     }
 
@@ -89,6 +97,7 @@ def fingerprint(
     sandbox: str,
     checker_identity: str | None = None,
     interactor_identity: str | None = None,
+    generator_identities: Mapping[str, str] | None = None,
 ) -> str:
     """The submission's content key: 64 hex digits."""
     document = fingerprint_document(
@@ -98,6 +107,7 @@ def fingerprint(
         sandbox=sandbox,
         checker_identity=checker_identity,
         interactor_identity=interactor_identity,
+        generator_identities=generator_identities,
     )
     canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return _digest(canonical.encode())
