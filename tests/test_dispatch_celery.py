@@ -251,3 +251,69 @@ def test_the_worker_passes_celerys_own_options_on(broker, workers, executor):
         timeout=60,
     )
     assert proc.returncode != 0 and "no-such-option" in proc.stderr + proc.stdout
+
+
+def test_contest_problems_travel_to_the_workers(broker, workers):
+    # Groups, a checker program, a generator and an interactor go in the message as
+    # data; the worker builds and runs them (two slots: an interactive test takes both).
+    workers(1, slots=2)
+    dispatcher = CeleryDispatcher(broker=broker, visibility_timeout=300)
+    with codeexec.Executor(dispatcher=dispatcher) as executor:
+        _judge_contest_problems(executor)
+    # What may take longer than the broker waits for a worker is refused at once:
+    # the checker's, the interactor's and the generators' time counts too.
+    short = CeleryDispatcher(broker=broker, visibility_timeout=60)
+    with codeexec.Executor(dispatcher=short) as executor:
+        many = codeexec.Submission(
+            language="bash",
+            code="cat",
+            tests=[codeexec.TestCase(stdin=str(i)) for i in range(5)],
+            limits={"wall_time": 5},
+            checker=codeexec.CheckerProgram(
+                language="bash", code="exit 0", limits={"wall_time": 10}
+            ),
+        )
+        with pytest.raises(codeexec.DispatchError, match="visibility timeout"):
+            executor.submit(many)
+
+
+def _judge_contest_problems(executor):
+    checker = codeexec.CheckerProgram(
+        language="python",
+        code="import sys\nsys.exit(0 if open(sys.argv[2]).read().split() == ['6'] else 1)",
+    )
+    generator = codeexec.Generator(
+        name="gen", language="python", code="import sys\nprint(*sys.argv[1:])"
+    )
+    contest = codeexec.Submission(
+        language="python",
+        code="print(sum(map(int, input().split())))",
+        groups=[
+            codeexec.TestGroup(
+                name="a", points=10, tests=[codeexec.TestCase(generate=("gen", "1", "2", "3"))]
+            ),
+            codeexec.TestGroup(
+                name="b", points=5, depends_on=["a"], tests=[codeexec.TestCase(stdin="2 4")]
+            ),
+        ],
+        checker=checker,
+        generators=[generator],
+    )
+    result = executor.submit(contest).result(timeout=120)
+    assert [t.verdict for t in result.tests] == [Verdict.ACCEPTED, Verdict.ACCEPTED]
+    assert (result.score, result.max_score) == (15, 15)
+    assert [g.name for g in result.groups] == ["a", "b"]
+    interactive = codeexec.Submission(
+        language="python",
+        code="print(int(input()) * 2, flush=True)",
+        tests=[codeexec.TestCase(stdin="21")],
+        interactor=codeexec.Interactor(
+            language="python",
+            code=(
+                "import sys\nn = open(sys.argv[1]).read().strip()\nprint(n, flush=True)\n"
+                "sys.exit(0 if input().strip() == str(2 * int(n)) else 1)"
+            ),
+        ),
+    )
+    result = executor.submit(interactive).result(timeout=120)
+    assert result.verdict is Verdict.ACCEPTED, result.tests

@@ -214,4 +214,5 @@ def test_java_runs_the_public_class_whatever_its_name(executor, code, main):
     )
     assert result.verdict is Verdict.ACCEPTED, result
     assert result.reproducibility["language"] == "java"
-    assert codeexec.default_languages()[4].main_name(code.encode()) == main
+    java = next(lang for lang in codeexec.default_languages() if lang.name == "java")
+    assert java.main_name(code.encode()) == main

@@ -47,10 +47,12 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
 from .._checkers import CallableChecker, checker_from_identity
 from .._errors import CodeExecError, DispatchError, JobError, QueueFull, StorageError
 from .._model import Result, Submission
+from .._programs import CheckerProgram, Program
 from ._base import QueueMetrics, user_of
 
 if TYPE_CHECKING:
     from .._executor import Executor, Job
+    from .._languages import Language
     from ._fairness import Fairness
 
 log = logging.getLogger(__name__)
@@ -405,7 +407,7 @@ class CeleryDispatcher:
         if isinstance(submission.checker, CallableChecker):  # code cannot travel as data
             checker_from_identity(submission.checker.identity)  # raises SubmissionError
         payload = submission.to_dict()
-        longest = _longest_run(submission, language.compiled)
+        longest = _longest_run(submission, language)
         if longest >= self.visibility_timeout:
             raise DispatchError(
                 f"this submission may take up to {longest:.0f} s, longer than the broker's"
@@ -704,8 +706,22 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _longest_run(submission: Submission, compiled: bool) -> float:
-    """Seconds a submission can take at most: its compile step and every test at
-    their wall-time limits."""
-    tests = len(submission.effective_tests) * submission.limits.effective_wall_time
-    return tests + (submission.compile_limits.effective_wall_time if compiled else 0.0)
+def _longest_run(submission: Submission, language: Language) -> float:
+    """Seconds a submission can take at most: its compile steps (its own and its
+    problem's programs'), every test at its wall-time limit (with what judges it), and
+    every distinct generator run."""
+    checker, interactor = submission.checker, submission.interactor
+    programs = [p for p in (checker, interactor, *submission.generators) if isinstance(p, Program)]
+    total = sum(p.compile_limits.effective_wall_time for p in programs)
+    if language.compiled:
+        total += submission.compile_limits.effective_wall_time
+    for test in submission.effective_tests:
+        wall = language.run_limits(test.applied(submission.limits)).effective_wall_time
+        if interactor is not None:
+            wall = max(wall + 1, interactor.limits.effective_wall_time)
+        if isinstance(checker, CheckerProgram):
+            wall += checker.limits.effective_wall_time
+        total += wall
+    walls = {g.name: g.limits.effective_wall_time for g in submission.generators}
+    specs = {t.generate for t in submission.effective_tests if t.generate is not None}
+    return total + sum(walls[spec[0]] for spec in specs)

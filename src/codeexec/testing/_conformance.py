@@ -973,7 +973,7 @@ int main(void) {
         over = self.run_code(executor, "c", grab, memory="2M")
         assert over.verdict is Verdict.MEMORY_LIMIT_EXCEEDED, over.tests[0]
         small = self.run_code(
-            executor, "c", '#include <stdio.h>\nint main(void){puts("hi");}', memory="1M"
+            executor, "c", '#include <stdio.h>\nint main(void){puts("hi");}', memory="2M"
         )
         assert small.verdict is Verdict.ACCEPTED, small.tests[0]
         assert small.tests[0].stdout == "hi\n"
