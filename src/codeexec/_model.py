@@ -1006,9 +1006,7 @@ class TestResult(Measured):
     judge_log: str = attrs.field(default="", converter=_decode)
 
     def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["verdict"] = self.verdict.value
-        return data
+        return _with_verdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
@@ -1052,6 +1050,13 @@ class CompileResult(Measured):
         )
 
 
+def _with_verdict(result: Any) -> dict[str, Any]:
+    """A result's fields as JSON-ready data (its verdict as its value)."""
+    data = attrs.asdict(result)
+    data["verdict"] = result.verdict.value
+    return data
+
+
 def _test_results(value: Iterable[TestResult]) -> tuple[TestResult, ...]:
     return tuple(value)
 
@@ -1068,9 +1073,7 @@ class GroupResult:
     message: str = attrs.field(default="", validator=_is_str)
 
     def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["verdict"] = self.verdict.value
-        return data
+        return _with_verdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GroupResult:

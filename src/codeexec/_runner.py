@@ -327,6 +327,29 @@ class _Built:
     prepared: Prepared
     files: tuple[File, ...]
 
+    def request(
+        self,
+        args: list[str],
+        more_files: tuple[File, ...] = (),
+        *,
+        limits: Limits | None = None,
+        **kw: Any,
+    ) -> RunRequest:
+        """A run of it with these arguments and files besides its own (its own
+        limits unless others are given)."""
+        built = self.prepared
+        language, toolchain = built.language, built.toolchain
+        limits = built.submission.limits if limits is None else limits
+        return RunRequest(
+            argv=language.render(language.run, toolchain, limits, built.main) + args,
+            files=self.files + more_files,
+            env=language.run_env(),
+            limits=limits,
+            toolchain=toolchain.directories(),
+            language=language.name,
+            **kw,
+        )
+
 
 class _Ran(NamedTuple):
     """A test's run: what the sandbox measured, and what the problem's checker
@@ -625,7 +648,6 @@ class Runner:
         interactor = helpers.interactor
         assert interactor is not None
         built = interactor.prepared
-        language, toolchain = built.language, built.toolchain
         # The program runs out of (wall) time before its interactor does: a program
         # that stops talking is its own fault, not the problem's.
         own = prepared.limits_for(test)
@@ -644,15 +666,11 @@ class Runner:
         try:
             requests = [
                 self._program_request(prepared, files, test, cancel=cancel, stdio=program_stdio),
-                RunRequest(
-                    argv=language.render(language.run, toolchain, limits, built.main)
-                    + list(CHECKER_FILES),
-                    files=interactor.files + data,
-                    env=language.run_env(),
+                interactor.request(
+                    list(CHECKER_FILES),
+                    data,
                     limits=limits,
                     collect=("output.txt",) if helpers.checker is not None else (),
-                    toolchain=toolchain.directories(),
-                    language=language.name,
                     cancel=cancel,
                     stdio=interactor_stdio,
                 ),
@@ -727,19 +745,8 @@ class Runner:
         self, program: _Built, spec: tuple[str, ...], cancel: threading.Event | None
     ) -> bytes | str:
         """One generator run: its stdout, or why it failed."""
-        built = program.prepared
-        language, toolchain, limits = built.language, built.toolchain, built.submission.limits
-        outcome = self.sandbox.run(
-            RunRequest(
-                argv=language.render(language.run, toolchain, limits, built.main) + list(spec[1:]),
-                files=program.files,
-                env=language.run_env(),
-                limits=limits,
-                toolchain=toolchain.directories(),
-                language=language.name,
-                cancel=cancel,
-            )
-        )
+        limits = program.prepared.submission.limits
+        outcome = self.sandbox.run(program.request(list(spec[1:]), cancel=cancel))
         _stop_if_cancelled(cancel, outcome)
         verdict, _, message = classify(outcome, limits, None, None)
         if verdict is not Verdict.ACCEPTED:
@@ -783,21 +790,10 @@ class Runner:
         output: bytes,
         cancel: threading.Event | None,
     ) -> _Said:
-        built = checker.prepared
-        language, toolchain, limits = built.language, built.toolchain, built.submission.limits
+        limits = checker.prepared.submission.limits
         data = (test.stdin, output, test.expected or b"")
-        outcome = self.sandbox.run(
-            RunRequest(
-                argv=language.render(language.run, toolchain, limits, built.main)
-                + list(CHECKER_FILES),
-                files=checker.files + tuple(map(File, CHECKER_FILES, data)),
-                env=language.run_env(),
-                limits=limits,
-                toolchain=toolchain.directories(),
-                language=language.name,
-                cancel=cancel,
-            )
-        )
+        files = tuple(map(File, CHECKER_FILES, data))
+        outcome = self.sandbox.run(checker.request(list(CHECKER_FILES), files, cancel=cancel))
         _stop_if_cancelled(cancel, outcome)
         said = _program_said(outcome, limits, test, "checker")
         return _Said(said.verdict, said.share, said.message, _log(outcome))
