@@ -842,3 +842,13 @@ def test_generators_are_checked_and_keyed() -> None:
         )
         == 3
     )
+
+
+def test_a_small_memory_limit_keeps_other_verdicts(executor: codeexec.Executor) -> None:
+    # With a limit of a few MiB, "near the limit" must stay near: a loop is TLE and an
+    # exit code is RE, not a memory verdict.
+    limits = {"memory": "2M", "cpu_time": 0.3}
+    loop = executor.run(Submission(language="c", code="int main(void){for(;;);}", limits=limits))
+    assert loop.verdict is Verdict.TIME_LIMIT_EXCEEDED, loop.tests[0]
+    exits = executor.run(Submission(language="c", code="int main(void){return 3;}", limits=limits))
+    assert exits.verdict is Verdict.RUNTIME_ERROR, exits.tests[0]

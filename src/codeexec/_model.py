@@ -997,8 +997,8 @@ class TestResult(Measured):
     time_limit: str | None = attrs.field(default=None, validator=_is_optional_str)
     #: Why the verdict: a checker's reason, the signal's name, the sandbox failure.
     message: str = attrs.field(default="", validator=_is_str)
-    #: The points the test earned (of its ``worth``), where tests score one by one;
-    #: in a ``"min"`` group, the share of the group's points it would allow.
+    #: The points the test earned of its ``worth`` (1 unless the test has ``points``):
+    #: a ``"min"`` group scores its own points times the smallest share of them.
     points: float = attrs.field(default=0.0, validator=_is_number)
     #: The name of the test's group, if it has one.
     group: str | None = attrs.field(default=None, validator=_is_optional_str)

@@ -42,6 +42,7 @@ BASELINE_CEILING = 16 << 20
 SAMPLE_INTERVAL = 0.005
 #: How near its limit a group's memory counts as meeting it: the kernel charges in
 #: per-CPU batches of 64 pages, so a group pinned at its limit reads a little under.
+#: Never more than an eighth of what the run itself may use (a 2 MiB limit).
 AT_LIMIT_SLACK = 2 << 20
 
 
@@ -200,6 +201,12 @@ class Slot:
         """Seconds of CPU used since :meth:`begin`, cheap enough to poll."""
         raise NotImplementedError
 
+    #: How near the limit counts as at it, for the run's limit (see AT_LIMIT_SLACK).
+    _slack = AT_LIMIT_SLACK
+
+    def _set_slack(self, memory: int) -> None:
+        self._slack = min(AT_LIMIT_SLACK, memory // 8)
+
     def at_limit(self) -> bool:
         """Whether the group's memory meets its limit now (within
         :data:`AT_LIMIT_SLACK`)."""
@@ -313,6 +320,7 @@ class _SlotV1(Slot):
     def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
         # The slot's server process lives here too; its few pages are part of the
         # baseline, so the run gets the whole limit on top of it.
+        self._set_slack(memory)
         limit = memory + self._baseline_for_run(self._usage.value)
         if ceiling is not None:
             limit = min(limit, ceiling)
@@ -343,7 +351,7 @@ class _SlotV1(Slot):
         return self._cpu.value() / 1e9
 
     def _meets_limit(self, usage: int) -> bool:
-        return self._limit is not None and usage >= self._limit - AT_LIMIT_SLACK
+        return self._limit is not None and usage >= self._limit - self._slack
 
     def at_limit(self) -> bool:
         return self._meets_limit(self._usage.value())
@@ -463,6 +471,7 @@ class _SlotV2(Slot):
             _write(self._file("memory.reclaim"), max(0, self._current() - target))
 
     def set_limits(self, memory: int, pids: int, ceiling: int | None = None) -> None:
+        self._set_slack(memory)
         limit = memory + self._baseline_for_run(self._current)
         self._max = limit if ceiling is None else min(limit, ceiling)
         self._memory_max.write(self._max)
@@ -499,7 +508,7 @@ class _SlotV2(Slot):
         return (self._cpu_usec() - self._cpu_before) / 1e6
 
     def at_limit(self) -> bool:
-        return self._current() >= self._max - AT_LIMIT_SLACK
+        return self._current() >= self._max - self._slack
 
     def end(self) -> CgroupUsage:
         events = self._events.keyed()
